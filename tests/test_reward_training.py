@@ -1,0 +1,134 @@
+"""Listwise RM training: it learns a learnable signal, resumes after an interruption, refuses mixed runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from mathforge.errors import InputError, MathforgeError  # noqa: E402
+from mathforge.reward.model import RewardModel  # noqa: E402
+from mathforge.reward.ranking import ranking_metrics  # noqa: E402
+from mathforge.reward.records import RankedGroup, read_groups  # noqa: E402
+from mathforge.reward.training import (  # noqa: E402
+    GroupCollator,
+    RewardTrainingConfig,
+    split_groups,
+    train_reward_model,
+)
+from test_reward_model import build_base_model, synthetic_groups, write_jsonl  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("rmtrain")
+    build_base_model(root / "base")
+    write_jsonl(root / "data.jsonl", synthetic_groups(80, seed=0))
+    return root
+
+
+def _config(root: Path, out: str, **overrides) -> RewardTrainingConfig:
+    settings = {
+        "base": str(root / "base"),
+        "data": str(root / "data.jsonl"),
+        "out": str(root / out),
+        "eval_fraction": 0.25,
+        "max_steps": 30,
+        "lr": 3e-3,
+        "warmup": 0.1,
+        "problems_per_batch": 2,
+        "grad_accum": 1,
+        "max_length": 64,
+        "save_steps": 15,
+        "logging_steps": 10,
+    }
+    settings.update(overrides)
+    return RewardTrainingConfig(**settings)
+
+
+def _held_out_accuracy(model: RewardModel, groups: list[RankedGroup]) -> float:
+    scores = [model.score([group.prompt] * len(group.responses), group.responses) for group in groups]
+    return ranking_metrics(scores, [group.correct for group in groups])["pairwise_accuracy"]
+
+
+def test_a_tiny_rm_learns_the_signal(workdir: Path) -> None:
+    cfg = _config(workdir, "rm")
+    _, held_out = split_groups(read_groups(cfg.data), cfg.eval_fraction, cfg.seed)
+    torch.manual_seed(cfg.seed)
+    untrained = RewardModel.from_base(cfg.base, max_length=cfg.max_length, device="cpu")
+    assert _held_out_accuracy(untrained, held_out) < 0.8
+
+    result = train_reward_model(cfg)
+    assert result.steps == 30
+    assert (result.train_problems, result.eval_problems) == (60, 20)
+    assert result.metrics["pairwise_accuracy"] > 0.9
+    assert result.metrics["top1_correct"] > result.metrics["top1_random"]
+    trained = RewardModel.from_pretrained(cfg.out, dtype=torch.float32, device="cpu")
+    assert _held_out_accuracy(trained, held_out) == pytest.approx(result.metrics["pairwise_accuracy"])
+    assert (Path(cfg.out) / "metrics.json").is_file()
+    assert (Path(cfg.out) / "checkpoints" / "checkpoint-30" / "reward_config.json").is_file()
+
+
+class _Interrupt(transformers.TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == 7:
+            raise KeyboardInterrupt
+
+
+def test_training_resumes_after_an_interruption(workdir: Path) -> None:
+    steps = {"max_steps": 10, "save_steps": 5, "eval_steps": 100}
+    straight = train_reward_model(_config(workdir, "straight", **steps))
+    cfg = _config(workdir, "resumed", **steps)
+    with pytest.raises(KeyboardInterrupt):
+        train_reward_model(cfg, callbacks=[_Interrupt()])
+    assert (Path(cfg.out) / "checkpoints" / "checkpoint-5").is_dir()
+    resumed = train_reward_model(cfg)
+    assert resumed.steps == straight.steps == 10
+    group = read_groups(cfg.data)[0]
+    scores = {
+        name: RewardModel.from_pretrained(workdir / name, dtype=torch.float32, device="cpu").score(
+            [group.prompt] * len(group.responses), group.responses
+        )
+        for name in ("straight", "resumed")
+    }
+    assert scores["resumed"] == pytest.approx(scores["straight"], abs=1e-4)
+
+
+def test_other_settings_on_an_existing_run_are_refused(workdir: Path) -> None:
+    cfg = _config(workdir, "mixed", max_steps=2, save_steps=2)
+    train_reward_model(cfg)
+    with pytest.raises(MathforgeError, match=r"lr: 0.003 -> 0.01"):
+        train_reward_model(_config(workdir, "mixed", max_steps=2, save_steps=2, lr=1e-2))
+
+
+def test_collator_keeps_each_problems_responses_together() -> None:
+    problems = [
+        {"input_ids": [[5, 6, 7], [5]], "correct": [True, False]},
+        {"input_ids": [[8], [8, 9], [9]], "correct": [False, False, True]},
+    ]
+    batch = GroupCollator(pad_id=0)(problems)
+    assert batch["group_ids"].tolist() == [0, 0, 1, 1, 1]
+    assert batch["correct"].tolist() == [True, False, False, False, True]
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [5, 0, 0], [8, 0, 0], [8, 9, 0], [9, 0, 0]]
+    assert batch["attention_mask"].sum(dim=1).tolist() == [3, 1, 1, 2, 1]
+
+
+def test_split_is_by_problem_and_seeded() -> None:
+    groups = [RankedGroup(str(i), "p", ["a", "b"], [True, False]) for i in range(50)]
+    train, held_out = split_groups(groups, 0.2, seed=3)
+    assert len(held_out) == 10 and len(train) == 40
+    assert not {g.id for g in train} & {g.id for g in held_out}
+    assert split_groups(groups, 0.2, seed=3)[1] == held_out
+
+
+def test_bad_data_lines_name_file_line_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"id": "a", "prompt": "p", "responses": ["x", "y"], "correct": [true]}\n')
+    with pytest.raises(InputError, match=r"bad.jsonl:1: field 'correct'"):
+        read_groups(path)
+    path.write_text('{"id": "a", "prompt": "p", "responses": ["x"], "correct": [true]}\n' * 2)
+    with pytest.raises(InputError, match=r"bad.jsonl:2: field 'id': duplicate id 'a'"):
+        read_groups(path)
