@@ -1,0 +1,54 @@
+"""Grade one model response against a gold answer: extraction plus equivalence, with a reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mathforge.answers.datasets import MIXED_CHOICE_DATASETS, MULTIPLE_CHOICE_DATASETS
+from mathforge.answers.equiv import compare
+from mathforge.answers.extract import choice_letters, extract_choice, extract_math, is_choice_label
+
+REASONS = frozenset({"exact", "numeric", "symbolic", "no_answer", "mismatch", "timeout"})
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The outcome of grading one response.
+
+    ``pred``: the extracted answer (None when the response commits to none); ``correct``;
+    ``reason``: how it was decided, one of :data:`REASONS` ("exact" text, "numeric" value,
+    "symbolic" sympy check, "no_answer", "mismatch", "timeout" when undecidable in time).
+    """
+
+    pred: str | None
+    correct: bool
+    reason: str
+
+
+def grade(response: str, gold: str, dataset: str | None = None, timeout: float = 5.0) -> Verdict:
+    """Extract the final answer of ``response`` and compare it with ``gold``."""
+    if _is_choice(gold, dataset):
+        return _grade_choice(extract_choice(response), gold)
+    return grade_answer(extract_math(response), gold, dataset, timeout)
+
+
+def grade_answer(pred: str | None, gold: str, dataset: str | None = None, timeout: float = 5.0) -> Verdict:
+    """Compare an already extracted answer with ``gold`` (for callers that extract themselves)."""
+    if _is_choice(gold, dataset):
+        return _grade_choice(choice_letters(pred) if pred else None, gold)
+    if pred is None or not pred.strip():
+        return Verdict(None, False, "no_answer")
+    equal, reason = compare(pred, gold, timeout)
+    return Verdict(pred, equal, reason)
+
+
+def _is_choice(gold: str, dataset: str | None) -> bool:
+    return dataset in MULTIPLE_CHOICE_DATASETS or (dataset in MIXED_CHOICE_DATASETS and is_choice_label(gold))
+
+
+def _grade_choice(letters: str | None, gold: str) -> Verdict:
+    if letters is None:
+        return Verdict(None, False, "no_answer")
+    expected = choice_letters(gold)
+    correct = letters == expected
+    return Verdict(letters, correct, "exact" if correct else "mismatch")
