@@ -32,6 +32,7 @@ class SampleRecord(BaseModel):
     response: str
     answer: str = ""
     correct: bool = False
+    reason: str = ""  # how the grader decided: exact, numeric, symbolic, no_answer, mismatch, timeout
     # Majority-vote group: samples with equivalent answers share a group; groups are numbered
     # by first appearance and -1 marks an empty answer (which never votes).
     group: int = -1

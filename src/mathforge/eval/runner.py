@@ -136,22 +136,28 @@ def _execution(call: Any) -> Execution:
 
 
 def build_record(problem: Problem, prompt: str, trajectories: Sequence[Any], bench: str) -> ProblemRecord:
-    """Grade one problem's trajectories and group their answers for majority voting."""
+    """Grade one problem's trajectories and group their answers for majority voting.
+
+    Each response goes through :func:`mathforge.answers.grade` (the one grader every stage
+    uses), and the answer it extracted is the one recorded, voted on and shown in reports.
+    """
     from mathforge.answers import grade, is_equiv
 
-    answers = [str(trajectory.answer or "") for trajectory in trajectories]
+    verdicts = [grade(trajectory.response, problem.gold, bench) for trajectory in trajectories]
+    answers = [verdict.pred or "" for verdict in verdicts]
     groups = group_answers(answers, equiv=is_equiv)
     samples = [
         SampleRecord(
             response=trajectory.response,
             answer=answer,
-            correct=bool(answer) and bool(grade(answer, problem.gold, bench)),
+            correct=verdict.correct,
+            reason=verdict.reason,
             group=group,
             finish_reason=str(trajectory.finish_reason),
             completion_tokens=int(trajectory.completion_tokens),
             executions=[_execution(call) for call in trajectory.executions],
         )
-        for trajectory, answer, group in zip(trajectories, answers, groups, strict=True)
+        for trajectory, verdict, answer, group in zip(trajectories, verdicts, answers, groups, strict=True)
     ]
     return ProblemRecord(
         id=problem.id,

@@ -1,0 +1,70 @@
+"""Run directory and sample store: config guard, resume by id, crash-torn lines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mathforge.errors import InputError, MathforgeError
+from mathforge.eval.records import ProblemRecord, SampleRecord
+from mathforge.eval.store import RunDirectory
+
+
+def _record(pid: str) -> ProblemRecord:
+    return ProblemRecord(
+        id=pid,
+        benchmark="b",
+        question="q",
+        gold="1",
+        samples=[SampleRecord(response="1", answer="1", correct=True)],
+    )
+
+
+def test_a_different_config_is_refused_unless_overwritten(tmp_path: Path):
+    run = RunDirectory(tmp_path / "run")
+    run.open({"model": "m", "temperature": 0.0, "limit": 5}, identity=["model", "temperature"])
+    run.store.append([_record("a")])
+    run.store.close()
+    # Same identity, other limit: resumes and keeps the samples.
+    RunDirectory(tmp_path / "run").open(
+        {"model": "m", "temperature": 0.0, "limit": 9}, identity=["model", "temperature"]
+    )
+    assert list(run.store.load()) == ["a"]
+    with pytest.raises(MathforgeError) as caught:
+        run.open({"model": "m", "temperature": 0.7, "limit": 9}, identity=["model", "temperature"])
+    assert "temperature: 0.0 -> 0.7" in str(caught.value) and "--overwrite" in str(caught.value)
+    run.open({"model": "m", "temperature": 0.7}, identity=["model", "temperature"], overwrite=True)
+    assert run.store.load() == {}
+    assert run.read_config()["temperature"] == 0.7
+
+
+def test_a_torn_last_line_is_dropped_and_duplicates_keep_the_first(tmp_path: Path):
+    run = RunDirectory(tmp_path)
+    run.open({"model": "m"})
+    run.store.append([_record("a"), _record("b")])
+    run.store.close()
+    first = run.samples_path.read_text(encoding="utf-8").splitlines()[0]
+    with run.samples_path.open("a", encoding="utf-8") as handle:
+        handle.write(first.replace('"answer": "1"', '"answer": "2"') + "\n")  # a duplicate id
+        handle.write('{"id": "c", "benchmark": "b", "que')  # a line cut by a kill
+    records = run.store.load()
+    assert list(records) == ["a", "b"] and records["a"].samples[0].answer == "1"
+    run.store.append([_record("c")])
+    run.store.close()
+    assert list(run.store.load()) == ["a", "b", "c"]
+
+
+def test_a_bad_record_names_file_line_and_field(tmp_path: Path):
+    run = RunDirectory(tmp_path)
+    run.samples_path.write_text(
+        '{"id": "a", "benchmark": "b", "question": "q", "gold": "1"}\n', encoding="utf-8"
+    )
+    with pytest.raises(InputError) as caught:
+        run.store.load()
+    assert str(caught.value) == f"{run.samples_path}:1: field 'samples': Field required"
+
+
+def test_reading_a_directory_that_is_not_a_run(tmp_path: Path):
+    with pytest.raises(MathforgeError, match="not a run directory"):
+        RunDirectory(tmp_path).read_config()
