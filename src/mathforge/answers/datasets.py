@@ -73,6 +73,16 @@ def _dollars_stripped(example: dict[str, Any], dataset: str) -> str:
     return str(_field(example, dataset, "answer")).replace("$", "")
 
 
+def _gaokao2023en(example: dict[str, Any], dataset: str) -> str:
+    answer = _dollars_stripped(example, dataset).strip()
+    if answer:
+        return answer
+    # Two rows carry their answer at the end of the question ("...point.answers: $\\frac{3}{10}$").
+    question = str(example.get("question", ""))
+    match = re.search(r"answers?\s*:\s*([^\n]+?)\s*$", question, re.IGNORECASE)
+    return match.group(1).replace("$", "") if match else ""
+
+
 def _gsm8k(example: dict[str, Any], dataset: str) -> str:
     return str(_field(example, dataset, "answer")).split("####")[-1].strip().replace(",", "")
 
@@ -124,7 +134,7 @@ _RULES: dict[str, Callable[[dict[str, Any], str], str]] = {
     "math": _math,
     "math500": _plain("answer"),
     "minerva_math": _last_box,
-    "gaokao2023en": _dollars_stripped,
+    "gaokao2023en": _gaokao2023en,
     "college_math": _dollars_stripped,
     "gaokao_math_cloze": _dollars_stripped,
     "olympiadbench": _olympiad,

@@ -29,6 +29,7 @@ from mathforge.answers.latex import (
     exact_value,
     free_symbols,
     is_exact,
+    literal_ulp,
     parse_latex,
 )
 from mathforge.answers.normalize import normalize
@@ -41,6 +42,7 @@ FLOAT_REJECT = 1e-6
 MAX_ANSWER_CHARS = 2000
 _STRENGTH = {"exact": 0, "numeric": 1, "symbolic": 2}
 _WORDS = re.compile(r"[A-Za-z][A-Za-z ]{2,}")
+_BASE_NUMERAL = re.compile(r"([0-9A-Z]+)_\{?(\d+)\}?")
 _UNORDERED = ("list", "set")
 _POINTS = (1.2371, 0.8137, 1.6914)
 
@@ -222,6 +224,9 @@ def _expressions(a: str, b: str, budget: _Budget) -> tuple[bool, str]:
         return True, "exact"
     if _WORDS.fullmatch(a) and _WORDS.fullmatch(b):  # text answers: "Evelyn", "east", "no solution"
         return (True, "exact") if a.casefold() == b.casefold() else (False, "mismatch")
+    base_a, base_b = _BASE_NUMERAL.fullmatch(a), _BASE_NUMERAL.fullmatch(b)
+    if base_a or base_b:
+        return _base_numerals(base_a, base_b, a, b)
     try:
         node_a, node_b = parse_latex(a), parse_latex(b)
     except LatexParseError:
@@ -236,6 +241,18 @@ def _expressions(a: str, b: str, budget: _Budget) -> tuple[bool, str]:
     return _symbolic({"op": "expr", "a": a, "b": b}, budget)
 
 
+def _base_numerals(
+    base_a: re.Match[str] | None, base_b: re.Match[str] | None, a: str, b: str
+) -> tuple[bool, str]:
+    """``4210_6``: the digits in the asked base are the answer. Equal to ``4210_{6}`` or to the
+    bare digits ``4210``, never to the decimal value ``942`` nor to ``4210_7``."""
+    digits_a, radix_a = base_a.groups() if base_a else (a, None)
+    digits_b, radix_b = base_b.groups() if base_b else (b, None)
+    if radix_a is not None and radix_b is not None and int(radix_a) != int(radix_b):
+        return False, "mismatch"
+    return (True, "exact") if digits_a == digits_b else (False, "mismatch")
+
+
 def _fast_equal(a: Node, b: Node) -> bool | None:
     """Decide without sympy when possible: exact rationals, or clearly different values."""
     exact = is_exact(a) and is_exact(b)
@@ -244,7 +261,7 @@ def _fast_equal(a: Node, b: Node) -> bool | None:
     except NotRational:
         pass
     else:
-        return va == vb if exact else _close(va, vb)
+        return va == vb if exact else _close(va, vb) and _within_last_place(a, b, va - vb)
     symbols = sorted(free_symbols(a) | free_symbols(b))
     for env in _environments(symbols):
         try:
@@ -255,7 +272,7 @@ def _fast_equal(a: Node, b: Node) -> bool | None:
             continue
         difference, scale = abs(za - zb), max(abs(za), abs(zb))
         if not exact and not symbols:
-            return difference <= REL_TOL * scale
+            return difference <= REL_TOL * scale and _within_last_place(a, b, difference)
         if difference > (FLOAT_REJECT if exact else 10 * REL_TOL) * scale:
             return False
     return None
@@ -301,6 +318,13 @@ def _environments(symbols: list[str]) -> list[dict[str, complex]]:
     if not symbols:
         return [{}]
     return [{name: complex(p + 0.173 * j) for j, name in enumerate(symbols)} for p in _POINTS]
+
+
+def _within_last_place(a: Node, b: Node, difference: Fraction | complex) -> bool:
+    """A decimal literal stands for the values that agree with it to its last digit: ``.35625``
+    and ``.35626`` differ although they are relatively close; ``0.3333`` fits ``1/3``."""
+    ulps = [ulp for ulp in (literal_ulp(a), literal_ulp(b)) if ulp is not None]
+    return not ulps or abs(difference) < max(ulps)
 
 
 def _close(a: Fraction, b: Fraction) -> bool:

@@ -26,6 +26,8 @@ _LEADING_NUMBER = re.compile(
     r"^(\\?\$?\s*-?\$?\s*(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?\s*(?:\\?%)?)\s+[A-Za-z]"
 )
 _PROSE_WORD = re.compile(r"\b[A-Za-z]{3,}\b")
+_COMMAND = re.compile(r"\\[a-zA-Z]+")
+_WORD = re.compile(r"[A-Za-z]{2,}")
 _LATEX_SPAN = (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$"))
 _CHOICE_LETTERS = "ABCDE"
 
@@ -58,6 +60,9 @@ def extract_math(text: str) -> str | None:
     if match is not None and (answer := _phrase(match.group(1))):
         return answer
     lines = [line for line in text.strip().splitlines() if line.strip()]
+    if len(lines) == 1 and len(text) <= 200 and len(_WORD.findall(_COMMAND.sub("", text))) <= 1:
+        # A bare answer ("(1,2)", "\\frac{1}{2}", "x^2+1") is its own answer, not its last number.
+        return _phrase(text)
     if lines:
         bold = _last(_BOLD, lines[-1])
         if bold is not None and (answer := _phrase(re.sub(r"(?i)^.*answer\s*[:：]?\s*", "", bold.group(1)))):

@@ -24,6 +24,10 @@ class Verdict:
     correct: bool
     reason: str
 
+    def __bool__(self) -> bool:
+        """A verdict is truthy when the answer is correct (``if grade(...):``)."""
+        return self.correct
+
 
 def grade(response: str, gold: str, dataset: str | None = None, timeout: float = 5.0) -> Verdict:
     """Extract the final answer of ``response`` and compare it with ``gold``."""

@@ -10,7 +10,7 @@ sympy in the worker process (``sympy_worker``) for the comparisons that need it;
 parser refuses goes to latex2sympy there.
 
 Trees are tuples ``(tag, ...)``:
-``("num", Fraction, exact)``, ``("const", "pi"|"e"|"i"|"oo")``, ``("sym", name)``,
+``("num", Fraction, exact, decimals)``, ``("const", "pi"|"e"|"i"|"oo")``, ``("sym", name)``,
 ``("add", (terms...))``, ``("mul", (factors...))``, ``("neg", x)``, ``("div", a, b)``,
 ``("pow", base, exp)``, ``("fact", x)``, ``("func", name, (args...))`` (``log`` takes
 ``(x, base)``), ``("root", x, index | None)``, ``("abs", x)``, ``("floor", x)``,
@@ -332,7 +332,7 @@ class _Parser:
         if self.at("^"):  # \sin^2 x means (\sin x)^2; \sin^{-1} x means \arcsin x
             self.take()
             power = self.exponent()
-            if power == ("neg", ("num", Fraction(1), True)) and name in ("sin", "cos", "tan"):
+            if power[0] == "neg" and power[1][:2] == ("num", 1) and name in ("sin", "cos", "tan"):
                 name, power = "arc" + name, None
         if self.at("(") or self.at("{"):
             open_ = self.peek()[1]  # type: ignore[index]
@@ -363,7 +363,8 @@ def _number(text: str) -> Node:
     value = Fraction(text if not text.startswith(".") else "0" + text)
     # A decimal literal with a non-zero fractional part is a float (it may be rounded); "2.0" is not.
     exact = "." not in text or value.denominator == 1
-    return ("num", value, exact)
+    decimals = len(text) - text.index(".") - 1 if "." in text else 0
+    return ("num", value, exact, decimals)
 
 
 def _letter(value: str) -> Node:
@@ -427,6 +428,15 @@ def _children(node: Node) -> list[Node]:
     if tag == "root":
         return [node[1]] + ([node[2]] if node[2] is not None else [])
     return [child for child in node[1:] if isinstance(child, tuple)]
+
+
+def literal_ulp(node: Node) -> Fraction | None:
+    """One unit in the last place of a lone decimal literal (``-0.35`` -> 1/100), else None."""
+    if node[0] == "neg":
+        node = node[1]
+    if node[0] == "num" and not node[2]:
+        return Fraction(1, 10 ** node[3])
+    return None
 
 
 def free_symbols(node: Node) -> frozenset[str]:
