@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mathforge.reward.ranking import pair_counts, ranking_metrics, top1_is_correct
+from mathforge.reward.ranking import pairwise_accuracy, ranking_metrics, top1_is_correct
 from mathforge.reward.shaping import shaped_reward
 
 torch = pytest.importorskip("torch")
@@ -114,9 +114,10 @@ def test_shaped_reward_values() -> None:
 # ---- ranking metrics ----
 
 
-def test_pair_counts_and_ties() -> None:
-    assert pair_counts(REWARDS, CORRECT) == (6.0, 8)  # 2.0 beats all 4; 0.0 beats -1.0 and -0.5
-    assert pair_counts([1.0, 1.0], [True, False]) == (0.5, 1)
+def test_pairwise_accuracy_and_ties() -> None:
+    assert pairwise_accuracy(REWARDS, CORRECT) == 6 / 8  # 2.0 beats all 4; 0.0 beats -1.0 and -0.5
+    assert pairwise_accuracy([1.0, 1.0], [True, False]) == 0.5
+    assert pairwise_accuracy([1.0, 2.0], [True, True]) is None
 
 
 def test_top1_ties_go_to_the_first() -> None:
@@ -124,8 +125,9 @@ def test_top1_ties_go_to_the_first() -> None:
     assert not top1_is_correct([1.0, 1.0, 0.0], [False, True, False])
 
 
-def test_ranking_metrics() -> None:
-    metrics = ranking_metrics([REWARDS, [0.1, 0.2]], [CORRECT, [True, True]])
-    assert metrics["pairwise_accuracy"] == pytest.approx(6 / 8)
+def test_ranking_metrics_average_over_problems() -> None:
+    metrics = ranking_metrics([REWARDS, [0.1, 0.2], [0.3, 0.2]], [CORRECT, [True, True], [True, False]])
+    assert metrics["pairwise_accuracy"] == pytest.approx((6 / 8 + 1.0) / 2)  # the all-correct problem is out
+    assert metrics["problems_with_pairs"] == 2
     assert metrics["top1_correct"] == pytest.approx(1.0)
-    assert metrics["top1_random"] == pytest.approx((2 / 6 + 1.0) / 2)
+    assert metrics["top1_random"] == pytest.approx((2 / 6 + 1.0 + 0.5) / 3)

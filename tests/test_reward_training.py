@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -72,29 +74,42 @@ def test_a_tiny_rm_learns_the_signal(workdir: Path) -> None:
     assert (Path(cfg.out) / "checkpoints" / "checkpoint-30" / "reward_config.json").is_file()
 
 
-class _Interrupt(transformers.TrainerCallback):
-    def on_step_end(self, args, state, control, **kwargs):
+class _Crash(transformers.TrainerCallback):
+    """A hard stop in the middle of step 8: nothing after the step-5 checkpoint is saved."""
+
+    def on_step_begin(self, args, state, control, **kwargs):
         if state.global_step == 7:
             raise KeyboardInterrupt
 
 
-def test_training_resumes_after_an_interruption(workdir: Path) -> None:
+class _CtrlC(transformers.TrainerCallback):
+    """A real SIGINT during step 7, as a user's Ctrl-C."""
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == 6:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def _scores(path: Path, group: RankedGroup) -> list[float]:
+    model = RewardModel.from_pretrained(path, dtype=torch.float32, device="cpu")
+    return model.score([group.prompt] * len(group.responses), group.responses)
+
+
+@pytest.mark.parametrize(("stop", "checkpoint"), [(_Crash, 5), (_CtrlC, 7)])
+def test_training_resumes_after_an_interruption(workdir: Path, stop: type, checkpoint: int) -> None:
     steps = {"max_steps": 10, "save_steps": 5, "eval_steps": 100}
-    straight = train_reward_model(_config(workdir, "straight", **steps))
-    cfg = _config(workdir, "resumed", **steps)
+    straight = workdir / "straight"
+    if not (straight / "metrics.json").is_file():
+        train_reward_model(_config(workdir, "straight", **steps))
+    cfg = _config(workdir, f"resumed-{checkpoint}", **steps)
     with pytest.raises(KeyboardInterrupt):
-        train_reward_model(cfg, callbacks=[_Interrupt()])
-    assert (Path(cfg.out) / "checkpoints" / "checkpoint-5").is_dir()
-    resumed = train_reward_model(cfg)
-    assert resumed.steps == straight.steps == 10
+        train_reward_model(cfg, callbacks=[stop()])
+    saved = sorted(path.name for path in (Path(cfg.out) / "checkpoints").iterdir())
+    assert saved[-1] == f"checkpoint-{checkpoint}"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert train_reward_model(cfg).steps == 10
     group = read_groups(cfg.data)[0]
-    scores = {
-        name: RewardModel.from_pretrained(workdir / name, dtype=torch.float32, device="cpu").score(
-            [group.prompt] * len(group.responses), group.responses
-        )
-        for name in ("straight", "resumed")
-    }
-    assert scores["resumed"] == pytest.approx(scores["straight"], abs=1e-4)
+    assert _scores(Path(cfg.out), group) == pytest.approx(_scores(straight, group), abs=1e-4)
 
 
 def test_other_settings_on_an_existing_run_are_refused(workdir: Path) -> None:

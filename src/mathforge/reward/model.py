@@ -196,6 +196,24 @@ class RewardModel(nn.Module):
         (path / REWARD_CONFIG_NAME).write_text(json.dumps(asdict(self.format), indent=2) + "\n", "utf-8")
         self.tokenizer.save_pretrained(str(path))
 
+    def train_top_layers(self, count: int) -> None:
+        """Freeze the embeddings and all but the top ``count`` transformer layers (the head always trains).
+
+        Frozen layers run without building an autograd graph, so a step costs little more than a
+        forward pass: on a CPU this is what makes training a full-size backbone practical.
+        """
+        layers = getattr(self.model, "layers", None)
+        if not isinstance(layers, nn.ModuleList):
+            raise MathforgeError(f"cannot freeze layers of {type(self.model).__name__}: no `layers` list")
+        if not 0 <= count <= len(layers):
+            raise MathforgeError(f"--train-layers must be between 0 and {len(layers)}, got {count}")
+        self.model.requires_grad_(False)
+        for layer in layers[len(layers) - count :]:
+            layer.requires_grad_(True)
+        final_norm = getattr(self.model, "norm", None)
+        if isinstance(final_norm, nn.Module):
+            final_norm.requires_grad_(True)
+
     def activation_checkpointing_enable(
         self, activation_checkpointing_kwargs: dict[str, Any] | None = None, **options: Any
     ) -> None:

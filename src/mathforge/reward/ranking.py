@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
-def pair_counts(scores: Sequence[float], correct: Sequence[bool]) -> tuple[float, int]:
-    """(pairs ordered right, pairs) over the (correct, wrong) pairs of one problem; a tie counts half."""
+def pairwise_accuracy(scores: Sequence[float], correct: Sequence[bool]) -> float | None:
+    """Share of one problem's (correct, wrong) pairs scored in the right order (a tie counts half);
+    None when the problem has no such pair."""
     positives = [s for s, c in zip(scores, correct, strict=True) if c]
     negatives = [s for s, c in zip(scores, correct, strict=True) if not c]
-    won = 0.0
-    for pos in positives:
-        for neg in negatives:
-            won += 1.0 if pos > neg else 0.5 if pos == neg else 0.0
-    return won, len(positives) * len(negatives)
+    if not positives or not negatives:
+        return None
+    won = sum(1.0 if pos > neg else 0.5 if pos == neg else 0.0 for pos in positives for neg in negatives)
+    return won / (len(positives) * len(negatives))
 
 
 def top1_is_correct(scores: Sequence[float], correct: Sequence[bool]) -> bool:
@@ -23,23 +23,24 @@ def top1_is_correct(scores: Sequence[float], correct: Sequence[bool]) -> bool:
 
 
 def ranking_metrics(scores: Sequence[Sequence[float]], correct: Sequence[Sequence[bool]]) -> dict[str, float]:
-    """Pairwise accuracy (pooled over all pairs), top-1-correct share and its random-choice expectation.
+    """Pairwise accuracy, top-1-correct share and its random-choice expectation, as means over problems.
 
-    Problems without a pair count for the top-1 shares but not for pairwise accuracy.
+    Pairwise accuracy averages over the problems that have a pair, each weighted equally, as in
+    the listwise loss; the top-1 shares average over all problems.
     """
-    won = pairs = 0.0
+    pairwise = []
     top1 = random_top1 = 0.0
     for group_scores, group_correct in zip(scores, correct, strict=True):
-        group_won, group_pairs = pair_counts(group_scores, group_correct)
-        won += group_won
-        pairs += group_pairs
+        accuracy = pairwise_accuracy(group_scores, group_correct)
+        if accuracy is not None:
+            pairwise.append(accuracy)
         top1 += top1_is_correct(group_scores, group_correct)
         random_top1 += sum(group_correct) / len(group_correct)
     n = len(scores)
     return {
         "problems": float(n),
-        "pairs": pairs,
-        "pairwise_accuracy": won / pairs if pairs else float("nan"),
+        "problems_with_pairs": float(len(pairwise)),
+        "pairwise_accuracy": sum(pairwise) / len(pairwise) if pairwise else float("nan"),
         "top1_correct": top1 / n if n else float("nan"),
         "top1_random": random_top1 / n if n else float("nan"),
     }

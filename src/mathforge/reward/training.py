@@ -11,12 +11,16 @@ Trainer's.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import random
 import shutil
-from collections.abc import Sequence
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from transformers import EvalPrediction, Trainer, TrainingArguments
+from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from mathforge.errors import MathforgeError
@@ -52,6 +56,7 @@ _RESULT_FIELDS = (
     "max_length",
     "problems_per_batch",
     "grad_accum",
+    "train_layers",
     "seed",
 )
 
@@ -74,6 +79,7 @@ class RewardTrainingConfig:
     problems_per_batch: int = 1
     grad_accum: int = 8
     bf16: bool | None = None
+    train_layers: int | None = None
     gradient_checkpointing: bool = False
     logging_steps: int = 5
     save_steps: int = 50
@@ -181,6 +187,40 @@ class ListwiseRewardTrainer(Trainer):
             torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
 
 
+class SaveOnInterrupt(TrainerCallback):
+    """Ctrl-C ends the optimiser step in flight, saves a checkpoint and stops; a second Ctrl-C stops at once.
+
+    ``train_reward_model`` then raises ``KeyboardInterrupt``; rerunning the same command resumes
+    from that checkpoint, so an interruption loses no finished step.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous)
+        print("\ninterrupt: saving a checkpoint after this step (Ctrl-C again to stop now)", file=sys.stderr)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        """Catch SIGINT while training (main thread only; elsewhere Ctrl-C keeps its default)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.requested:
+            control.should_save = True
+            control.should_training_stop = True
+
+
 def _as_rows(
     rewards: torch.Tensor, correct: torch.Tensor, group_ids: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -275,6 +315,8 @@ def train_reward_model(
 
     torch.manual_seed(cfg.seed)  # the head's initialisation
     model = RewardModel.from_base(cfg.base, max_length=cfg.max_length, dtype=torch.float32, device="cpu")
+    if cfg.train_layers is not None:
+        model.train_top_layers(cfg.train_layers)
     train_set = GroupDataset(model, train_groups)
     eval_set = GroupDataset(model, eval_groups) if eval_groups else None
     use_bf16 = bf16_is_fast(default_device()) if cfg.bf16 is None else cfg.bf16
@@ -315,8 +357,13 @@ def train_reward_model(
         compute_metrics=compute_ranking_metrics,
         callbacks=callbacks,
     )
+    interrupt = SaveOnInterrupt()
+    trainer.add_callback(interrupt)
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
-    trainer.train(resume_from_checkpoint=last)
+    with interrupt.installed():
+        trainer.train(resume_from_checkpoint=last)
+    if interrupt.requested:
+        raise KeyboardInterrupt
     metrics = trainer.evaluate() if eval_set is not None else {}
     trainer.save_model(str(out))
     result = RewardTrainingResult(
