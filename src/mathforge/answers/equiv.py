@@ -36,7 +36,10 @@ from mathforge.answers.normalize import normalize
 from mathforge.answers.structure import Items, Matrix, Relation, Value, is_constant, is_name, parse_answer
 from mathforge.answers.symbolic import get_pool
 
+# A float literal in a value: relative tolerance (and agreement to the literal's last digit).
 REL_TOL = 1e-4
+# A float literal in an expression with variables ("0.5x"): only float rounding is forgiven.
+EXPR_REL_TOL = 1e-6
 # Two exact values whose floats differ by more than this are different (float error is ~1e-13).
 FLOAT_REJECT = 1e-6
 MAX_ANSWER_CHARS = 2000
@@ -273,7 +276,7 @@ def _fast_equal(a: Node, b: Node) -> bool | None:
         difference, scale = abs(za - zb), max(abs(za), abs(zb))
         if not exact and not symbols:
             return difference <= REL_TOL * scale and _within_last_place(a, b, difference)
-        if difference > (FLOAT_REJECT if exact else 10 * REL_TOL) * scale:
+        if difference > (FLOAT_REJECT if exact else 10 * EXPR_REL_TOL) * scale:
             return False
     return None
 

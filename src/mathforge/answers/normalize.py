@@ -118,6 +118,7 @@ _TRAILING_UNIT = re.compile(
 )
 _TRAILING_CJK_UNIT = re.compile(rf"(?<=[\d}}])\s*(?:{'|'.join(CJK_UNITS)})\s*$")
 _THOUSANDS = re.compile(r"^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?:\\%)?$")
+_SCIENTIFIC = re.compile(r"(?<![\w\\.])(\d+(?:\.\d+)?)[eE]([+-]?\d+)(?![\w.])")
 _BRACED_COMMA = re.compile(r"(?<=\d)\{,\}(?=\d)")
 _SQRT_PAREN = re.compile(r"\\sqrt\s*\(([^()]*)\)")
 _SQRT_BARE = re.compile(r"\\sqrt\s*([0-9]+|[a-zA-Z])(?![a-zA-Z])")
@@ -151,6 +152,7 @@ def normalize(answer: str) -> str:
     s = _INFINITY_WORD.sub(r"\\infty", s)
     s = _PLUS_INFTY.sub(r"\1\\infty", s)
     s = _BRACED_COMMA.sub("", s)
+    s = _SCIENTIFIC.sub(r"\1\\times10^{\2}", s)
     s = s.strip().rstrip(".,;:。").lstrip(":").strip()
     s = _collapse_spaces(s)
     if _THOUSANDS.match(s):

@@ -10,7 +10,7 @@ Reads one JSON request per line on stdin and answers ``{"equal": true|false|null
 Equality is decided numerically at 40-50 significant digits (exactly for rationals), at fixed
 pseudo-random points when variables are present (polynomial identity testing, extended to
 analytic functions), with ``equals(0)`` to confirm constants that agree to 40 digits. A float
-literal on either side switches to the relative tolerance ``REL_TOL``.
+literal on either side switches to the relative tolerances of :mod:`mathforge.answers.equiv`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 
 import sympy
 
+from mathforge.answers.equiv import EXPR_REL_TOL, REL_TOL
 from mathforge.answers.latex import (
     MAX_EXPONENT,
     MAX_FACTORIAL,
@@ -34,9 +35,9 @@ from mathforge.answers.latex import (
 )
 
 MEMORY_LIMIT_BYTES = 2 * 1024**3
-REL_TOL = 1e-4
-EXACT_TOL = 1e-25
 DIGITS = 40
+EXACT_TOL = 1e-25  # exact expressions compared at test points, in 40-digit arithmetic
+CONSTANT_TOL = 1e-40  # exact constants at 50 digits; closer ones are confirmed by equals(0)
 
 
 def main() -> None:
@@ -75,7 +76,7 @@ def expressions_equal(a_text: str, b_text: str) -> bool:
     b, b_exact = to_sympy(b_text)
     if not (isinstance(a, sympy.Expr) and isinstance(b, sympy.Expr)):
         return _structures_equal(a, b)
-    tol = EXACT_TOL if a_exact and b_exact else REL_TOL
+    exact = a_exact and b_exact
     difference = a - b
     if difference == 0:
         return True
@@ -84,14 +85,15 @@ def expressions_equal(a_text: str, b_text: str) -> bool:
         va, vb = a.evalf(DIGITS + 10), b.evalf(DIGITS + 10)
         if not (_finite(va) and _finite(vb)):
             return bool(a == b)
-        if not _close(va, vb, tol if tol == REL_TOL else 1e-40):
+        if not exact:
+            return _close(va, vb, REL_TOL)
+        if not _close(va, vb, CONSTANT_TOL):
             return False
-        if tol == REL_TOL:
-            return True
         verdict = difference.equals(0)
         return True if verdict is None else bool(verdict)
+    tol = EXACT_TOL if exact else EXPR_REL_TOL
     checked = 0
-    for point in _points(symbols):
+    for point in _points(symbols, signed=_non_analytic(a) or _non_analytic(b)):
         va, vb = a.evalf(DIGITS, subs=point), b.evalf(DIGITS, subs=point)
         if not (_finite(va) and _finite(vb)):
             continue
@@ -110,7 +112,7 @@ def relations_equal(a_sides: list[str], b_sides: list[str], positive: bool) -> b
     b_low, b_exact_low = to_sympy(b_sides[0])
     b_high, b_exact_high = to_sympy(b_sides[1])
     exact = a_exact_low and a_exact_high and b_exact_low and b_exact_high
-    tol = EXACT_TOL if exact else REL_TOL
+    tol = EXACT_TOL if exact else EXPR_REL_TOL
     da, db = a_high - a_low, b_high - b_low
     symbols = sorted(da.free_symbols | db.free_symbols, key=str)
     if not symbols:
@@ -226,13 +228,28 @@ def _structures_equal(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def _points(symbols: list[Any]) -> list[dict[Any, Any]]:
-    """Five fixed points with distinct, unrelated positive rational coordinates."""
+def _points(symbols: list[Any], signed: bool = False) -> list[dict[Any, Any]]:
+    """Fixed points with distinct, unrelated positive rational coordinates.
+
+    Positive points suit answers that assume positive variables (``\\sqrt{x^2y^2} = xy``).
+    ``signed`` adds points with negative coordinates, needed to tell ``|x|`` from ``x``.
+    """
     bases = [(1237, 1000), (2719, 2000), (3571, 4000), (1693, 1000), (4127, 3000)]
-    return [
+    points = [
         {symbol: sympy.Rational(p + 97 * (j + 1) * (k + 1), q) for j, symbol in enumerate(symbols)}
         for k, (p, q) in enumerate(bases)
     ]
+    if signed:
+        points += [{symbol: -value for symbol, value in point.items()} for point in points[:2]]
+        points += [
+            {symbol: value * (-1) ** j for j, (symbol, value) in enumerate(point.items())}
+            for point in points[2:4]
+        ]
+    return points
+
+
+def _non_analytic(expr: Any) -> bool:
+    return bool(expr.has(sympy.Abs, sympy.floor, sympy.ceiling, sympy.sign))
 
 
 def _finite(value: Any) -> bool:

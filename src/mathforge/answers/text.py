@@ -115,7 +115,7 @@ def _bracket_width(s: str, i: int, closing: bool = False) -> int:
     if s[i] == "\\":
         for cmd in cmds:
             if s.startswith(cmd, i):
-                if cmd.endswith("{"):  # \begin{env} / \end{env} count as one bracket
+                if cmd in ("\\begin{", "\\end{"):  # \begin{env} / \end{env} count as one bracket
                     end = s.find("}", i)
                     return end - i + 1 if end > 0 else 0
                 return len(cmd)
