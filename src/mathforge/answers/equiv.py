@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from mathforge.answers.latex import (
+    MAX_EXPONENT,
+    MAX_FACTORIAL,
     LatexParseError,
     Node,
     NotRational,
@@ -35,6 +37,7 @@ from mathforge.answers.latex import (
 from mathforge.answers.normalize import normalize
 from mathforge.answers.structure import Items, Matrix, Relation, Value, is_constant, is_name, parse_answer
 from mathforge.answers.symbolic import get_pool
+from mathforge.answers.text import find_balanced
 
 # A float literal in a value: relative tolerance (and agreement to the literal's last digit).
 REL_TOL = 1e-4
@@ -45,6 +48,8 @@ FLOAT_REJECT = 1e-6
 MAX_ANSWER_CHARS = 2000
 _STRENGTH = {"exact": 0, "numeric": 1, "symbolic": 2}
 _WORDS = re.compile(r"[A-Za-z][A-Za-z ]{2,}")
+_EXPONENT = re.compile(r"\^\s*(\d*)")
+_FACTORIAL = re.compile(r"(\d+)\s*\)?\s*!")
 _BASE_NUMERAL = re.compile(r"([0-9A-Z]+)_\{?(\d+)\}?")
 _UNORDERED = ("list", "set")
 _POINTS = (1.2371, 0.8137, 1.6914)
@@ -69,8 +74,9 @@ def is_equiv(pred: str, gold: str, timeout: float = 5.0) -> bool:
 
 
 def compare(pred: str, gold: str, timeout: float = 5.0) -> tuple[bool, str]:
-    """``(equal, reason)``; reason is "exact", "numeric", "symbolic", "mismatch", "timeout" or
-    "no_answer" (nothing left of ``pred`` after normalisation)."""
+    """``(equal, reason)``. Equal answers: "exact" (same canonical text), "numeric" (same value,
+    decided without sympy) or "symbolic" (decided by sympy). Different ones: "mismatch",
+    "timeout" (undecidable within ``timeout``) or "no_answer" (``pred`` normalises to nothing)."""
     a, b = normalize(pred), normalize(gold)
     if not a:
         return False, "no_answer"
@@ -82,8 +88,8 @@ def compare(pred: str, gold: str, timeout: float = 5.0) -> tuple[bool, str]:
         return False, "mismatch"
     budget = _Budget(time.monotonic() + timeout)
     equal, reason = _nodes(parse_answer(a), parse_answer(b), budget)
-    if not equal and budget.timed_out:
-        return False, "timeout"
+    if not equal:
+        return False, "timeout" if budget.timed_out else "mismatch"
     return equal, reason
 
 
@@ -305,7 +311,31 @@ def _proportional(x: list[str], y: list[str], positive: bool, budget: _Budget) -
     return _symbolic({"op": op, "a": first, "b": second}, budget)
 
 
+def _explosive(text: str) -> bool:
+    """Pre-parse guard for text sent to latex2sympy, which evaluates powers while parsing:
+    an exponent or factorial too large to compute exactly (``9^{9^{9}}``, ``(10^9)!``)."""
+    for match in _EXPONENT.finditer(text):
+        if text.startswith("{", match.end()):
+            close = find_balanced(text, match.end())
+            exponent = text[match.end() + 1 : close] if close > 0 else ""
+        else:
+            exponent = match.group(1)
+        try:
+            value = exact_value(parse_latex(exponent))
+        except TooExpensive:
+            return True
+        except (LatexParseError, NotRational, ValueError):
+            continue
+        if abs(value) > MAX_EXPONENT:
+            return True
+    return any(int(digits) > MAX_FACTORIAL for digits in _FACTORIAL.findall(text))
+
+
 def _symbolic(payload: dict, budget: _Budget) -> tuple[bool, str]:
+    texts = [payload["a"], payload["b"]] if payload["op"] == "expr" else [*payload["a"], *payload["b"]]
+    if any(_explosive(text) for text in texts):
+        budget.timed_out = True
+        return False, "timeout"
     if payload["op"] == "expr":
         first, second = sorted([payload["a"], payload["b"]])
         payload = {"op": "expr", "a": first, "b": second}

@@ -26,6 +26,7 @@ _LEADING_NUMBER = re.compile(
     r"^(\\?\$?\s*-?\$?\s*(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?\s*(?:\\?%)?)\s+[A-Za-z]"
 )
 _PROSE_WORD = re.compile(r"\b[A-Za-z]{3,}\b")
+_THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _COMMAND = re.compile(r"\\[a-zA-Z]+")
 _WORD = re.compile(r"[A-Za-z]{2,}")
 _LATEX_SPAN = (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$"))
@@ -60,7 +61,8 @@ def extract_math(text: str) -> str | None:
     if match is not None and (answer := _phrase(match.group(1))):
         return answer
     lines = [line for line in text.strip().splitlines() if line.strip()]
-    if len(lines) == 1 and len(text) <= 200 and len(_WORD.findall(_COMMAND.sub("", text))) <= 1:
+    bare = len(lines) == 1 and len(text) <= 200 and "\\boxed" not in text
+    if bare and len(_WORD.findall(_COMMAND.sub("", text))) <= 1:
         # A bare answer ("(1,2)", "\\frac{1}{2}", "x^2+1") is its own answer, not its last number.
         return _phrase(text)
     if lines:
@@ -98,9 +100,11 @@ def _phrase(rest: str) -> str | None:
     rest = _clean(rest)
     if not rest:
         return None
+    if _THOUSANDS.fullmatch(rest):
+        return rest.replace(",", "")
     leading = _LEADING_NUMBER.match(rest)
     if leading:  # "18 dollars per day", "5 apples"
-        return _clean(leading.group(1))
+        return _clean(leading.group(1)).replace(",", "")
     if "\\" not in rest and len(_PROSE_WORD.findall(rest)) >= 2:
         # A sentence ("that she has 5 apples left"): its first number is the answer.
         numbers = _NUMBER.findall(rest)

@@ -16,8 +16,9 @@ class Verdict:
     """The outcome of grading one response.
 
     ``pred``: the extracted answer (None when the response commits to none); ``correct``;
-    ``reason``: how it was decided, one of :data:`REASONS` ("exact" text, "numeric" value,
-    "symbolic" sympy check, "no_answer", "mismatch", "timeout" when undecidable in time).
+    ``reason``, one of :data:`REASONS`: for a correct answer how it was decided ("exact" text,
+    "numeric" value, "symbolic" sympy check); for a wrong one "mismatch", "no_answer" (nothing
+    extracted) or "timeout" (undecidable in time).
     """
 
     pred: str | None

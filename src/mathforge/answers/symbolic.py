@@ -111,6 +111,9 @@ class _Worker:
 
     def stop(self) -> None:
         """Ask the worker to exit (end of input), then make sure it has."""
+        if not self.ready:  # still importing sympy: nothing to finish
+            self.kill()
+            return
         try:
             if self.proc.stdin is not None:
                 self.proc.stdin.close()
