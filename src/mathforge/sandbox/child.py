@@ -1,0 +1,186 @@
+"""The forked child: confine itself, then run the cells the zygote sends, like a notebook kernel.
+
+A child is a copy of the warm zygote. Before it reads any model code it leaves the zygote's
+process group and files behind and locks itself down (see :func:`confine`); from then on it
+only talks through three pipes: cells in (fd 3), results out (fd 4), stdout (fd 1). It never
+returns into zygote code: every path ends in ``os._exit``.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import contextlib
+import io
+import os
+import signal
+import sys
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from mathforge.sandbox import isolation
+from mathforge.sandbox.protocol import encode, read_frame, write_all
+
+CELL_FD = 3
+RESULT_FD = 4
+_MAX_CELL_BYTES = 64 << 20
+
+
+@dataclass
+class ChildSetup:
+    """Everything a child needs to confine itself; built once by the zygote, inherited by fork."""
+
+    zygote_pid: int
+    env: dict[str, str]
+    address_space: int
+    file_size: int
+    open_files: int
+    max_error_chars: int
+    landlock: isolation.LandlockPolicy | None = None
+    seccomp: isolation.SeccompProgram | None = None
+    linux_extras: bool = False  # parent-death signal, no_new_privs, dropped capabilities
+    applied: dict[str, bool] = field(default_factory=dict)
+
+
+def move_fds(cell_fd: int, result_fd: int, stdout_fd: int) -> None:
+    """Put the pipes at fixed numbers: stdin /dev/null, stdout and stderr as given, cells 3, results 4."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    moved = [os.dup(fd) for fd in (devnull, stdout_fd, cell_fd, result_fd)]
+    for target, fd in zip((0, 1, CELL_FD, RESULT_FD), moved, strict=True):
+        os.dup2(fd, target)
+    os.dup2(0, 2)
+    for fd in {devnull, *moved}:
+        if fd > RESULT_FD:
+            os.close(fd)
+
+
+def confine(setup: ChildSetup, scratch: str, strict: bool) -> None:
+    """Apply every protection to the calling (just forked) process.
+
+    ``strict`` re-raises the first failure (a real child fails closed); otherwise failures are
+    recorded in ``setup.applied`` (the zygote's start-up probe of what this machine supports).
+    """
+
+    def step(name: str, action: Any, *args: Any) -> None:
+        try:
+            action(*args)
+        except Exception:
+            if strict:
+                raise
+            setup.applied[name] = False
+        else:
+            setup.applied.setdefault(name, True)
+
+    os.setsid()  # own session and process group: the zygote kills the whole group
+    if setup.linux_extras:
+        step("parent_death_signal", isolation.set_parent_death_signal, signal.SIGKILL)
+        if os.getppid() != setup.zygote_pid:  # the zygote died before the signal was armed
+            os._exit(0)
+    signal.set_wakeup_fd(-1)
+    for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an oversized write fails with EFBIG instead
+    if setup.linux_extras:
+        step("no_new_privs", isolation.set_no_new_privs)
+    if setup.landlock is not None:
+        step("landlock", setup.landlock.apply, scratch)
+    # Close everything else the zygote had open: its control socket, other children's pipes.
+    os.closerange(RESULT_FD + 1, 1 << 20)
+    os.chdir(scratch)
+    os.environ.clear()
+    os.environ.update(setup.env, HOME=scratch, TMPDIR=scratch, MPLCONFIGDIR=scratch)
+    step("rlimits", isolation.set_rlimits, setup.address_space, setup.file_size, setup.open_files)
+    if setup.linux_extras:
+        step("capabilities_dropped", isolation.drop_capabilities)
+    if setup.seccomp is not None:
+        step("seccomp", setup.seccomp.load)
+
+
+def _install_streams() -> tuple[io.TextIOWrapper, io.TextIOWrapper, io.TextIOWrapper]:
+    stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")
+    stdout = io.TextIOWrapper(
+        io.BufferedWriter(io.FileIO(1, "w", closefd=False), 1 << 16),
+        encoding="utf-8",
+        errors="backslashreplace",
+    )
+    stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="backslashreplace")
+    sys.stdin, sys.stdout, sys.stderr = stdin, stdout, stderr
+    sys.__stdin__, sys.__stdout__, sys.__stderr__ = stdin, stdout, stderr
+    return stdin, stdout, stderr
+
+
+def _error_line(exc: BaseException, max_chars: int) -> str:
+    """The last line of the traceback, as the Qwen2.5-Math executor reports it."""
+    try:
+        lines = traceback.format_exception_only(type(exc), exc)
+        line = lines[-1].strip() if lines else type(exc).__name__
+    except BaseException:
+        line = type(exc).__name__
+    return line[:max_chars]
+
+
+def run_cell(
+    code: str, namespace: dict[str, Any], stdout: io.TextIOWrapper, max_error_chars: int
+) -> dict[str, Any]:
+    """Execute one cell; like a notebook, a final bare expression's value is printed (str())."""
+    status, error = "ok", None
+    try:
+        tree = ast.parse(code, "<cell>")
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = ast.Expression(tree.body.pop().value)
+        exec(compile(tree, "<cell>", "exec", dont_inherit=True), namespace)
+        if last is not None:
+            value = eval(compile(last, "<cell>", "eval", dont_inherit=True), namespace)
+            if value is not None:
+                stdout.write(f"{value}\n")
+    except SystemExit as exc:
+        if exc.code not in (None, 0):
+            status, error = "error", f"SystemExit: {exc.code}"
+    except MemoryError as exc:
+        status, error = "memory", _error_line(exc, max_error_chars)
+    except BaseException as exc:
+        status, error = "error", _error_line(exc, max_error_chars)
+    with contextlib.suppress(BaseException):  # a cell that broke its own stdout keeps what was flushed
+        stdout.flush()
+    return {"status": status, "error": error}
+
+
+def serve(setup: ChildSetup) -> NoReturn:
+    """Run cells until the zygote closes the cell pipe or marks a cell as the last one."""
+    # Keep the functions this loop needs: model code may replace them in modules.
+    exit_, read, write, dumps = os._exit, read_frame, write_all, encode
+    stdin, stdout, stderr = _install_streams()
+    namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
+    while True:
+        try:
+            message = read(CELL_FD, _MAX_CELL_BYTES)
+            if message is None:
+                exit_(0)
+            sys.stdin, sys.stdout, sys.stderr = stdin, stdout, stderr
+            result = run_cell(message["code"], namespace, stdout, setup.max_error_chars)
+            write(RESULT_FD, dumps(result))
+            if message.get("last"):
+                exit_(0)
+        except BaseException:
+            exit_(70)  # the cell broke the kernel loop itself; the zygote reports a crash
+
+
+def child_main(setup: ChildSetup, scratch: str, cell_fd: int, result_fd: int, stdout_fd: int) -> NoReturn:
+    """Entry point right after fork in the zygote."""
+    exit_ = os._exit
+    try:
+        move_fds(cell_fd, result_fd, stdout_fd)
+        confine(setup, scratch, strict=True)
+    except BaseException as exc:
+        try:
+            write_all(RESULT_FD, encode({"status": "crash", "error": f"sandbox setup failed: {exc!r}"}))
+        finally:
+            exit_(71)
+    try:
+        serve(setup)
+    finally:
+        exit_(70)

@@ -1,0 +1,743 @@
+"""The zygote: a warm interpreter that forks one confined child per execution or per session.
+
+It runs as its own process (``python -s -c``, clean environment, own session), started and
+fed by :class:`mathforge.sandbox.Sandbox` over a socket. At start it enters private mount and
+network namespaces where it can, imports and exercises math/numpy/sympy once, compiles the
+seccomp filter, probes which protections this machine enforces, freezes its heap for the
+garbage collector (so children share its pages copy-on-write), and pre-forks spare children.
+
+One single-threaded event loop then schedules requests on at most ``workers`` busy children,
+streams each child's stdout into a bounded head/tail capture, enforces wall-clock deadlines
+with SIGKILL to the child's process group, reaps every child (it is also the subreaper of
+anything they could orphan), and wipes their scratch directories.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import math
+import os
+import selectors
+import shutil
+import signal
+import socket
+import sys
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from mathforge.sandbox import isolation
+from mathforge.sandbox.child import ChildSetup, child_main, confine, move_fds
+from mathforge.sandbox.protocol import FrameDecoder, FrameError, encode, read_frame, write_all
+
+# Imported (and exercised) before forking so that every execution starts warm.
+_WARM_UP = """
+import math, cmath, fractions, decimal, itertools, functools, collections, random, statistics
+import re, string, json
+import numpy as np
+import sympy as sp
+x, y = sp.symbols('x y')
+sp.solve([x + 2*y - 3, 3*x - y + 1], [x, y]); sp.solve(x**2 - 5*x + 6, x)
+sp.simplify((x**2 - 1)/(x - 1) + sp.sin(x)**2 + sp.cos(x)**2)
+sp.factor(sp.expand((x + 1)*(x - 2)*(x**2 + 3))); sp.factorint(360); sp.isprime(97)
+sp.integrate(3*x**2 - x + 1, (x, 0, 2)); sp.integrate(x*sp.sin(x), x); sp.diff(sp.exp(x)*x, x)
+sp.Matrix([[1, 2], [3, 4]]).inv(); sp.Rational(3, 4) + sp.Rational(1, 6); sp.N(sp.pi, 30)
+sp.nsimplify(0.75); sp.sqrt(8); sp.latex(x**2); sp.binomial(10, 3); sp.limit(sp.sin(x)/x, x, 0)
+rng = np.random.default_rng(0); A = rng.random((6, 6)) + 6*np.eye(6)
+np.linalg.solve(A, np.arange(6)); np.linalg.det(A); np.linalg.eig(A); np.linalg.inv(A)
+np.linalg.svd(A); np.polyfit(np.arange(6), np.arange(6)**2, 2); str(np.round(A, 3))
+"""
+
+_FILE_SIZE_LIMIT = 64 << 20
+_OPEN_FILES_LIMIT = 256
+_SCRATCH_QUOTA_MB_PER_WORKER = 256
+_MAX_RESULT_FRAME = 1 << 20
+_MAX_REQUEST_FRAME = 256 << 20
+_READ_CHUNK = 1 << 16
+
+PROTECTION_NAMES = {
+    "seccomp": "seccomp system-call filter (exec, fork, kill, sockets, mount, ptrace ...)",
+    "landlock": "Landlock file-system confinement (writes outside the scratch directory)",
+    "signal_scope": "Landlock signal scoping",
+    "network_namespace": "private network namespace",
+    "scratch_quota": "scratch disk quota (size-capped tmpfs)",
+    "rlimits": "resource limits (address space, file size, open files)",
+    "no_new_privs": "no_new_privs",
+    "capabilities_dropped": "dropping capabilities",
+    "parent_death_signal": "parent-death signal",
+    "cpu_limit": "per-execution CPU-seconds limit",
+}
+
+
+class OutputCapture:
+    """Bounded stdout capture: the first and the last ``limit`` bytes, however much is written."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+
+    def feed(self, data: bytes) -> None:
+        self.total += len(data)
+        room = self.limit - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if data:
+            self.tail += data
+            if len(self.tail) > self.limit:
+                del self.tail[: len(self.tail) - self.limit]
+
+    def text(self) -> str:
+        """Everything when it fits, else head and tail around "..." (the observation format)."""
+        if self.total <= self.limit:
+            return self.head.decode("utf-8", "replace")
+        half = self.limit // 2
+        if self.total <= 2 * self.limit:  # head and tail are contiguous
+            whole = bytes(self.head + self.tail)
+            return whole[:half].decode("utf-8", "replace") + "..." + whole[-half:].decode("utf-8", "replace")
+        return (
+            self.head[:half].decode("utf-8", "replace") + "..." + self.tail[-half:].decode("utf-8", "replace")
+        )
+
+
+@dataclass
+class Task:
+    """One unit of work sent to a child: a one-shot run, a session cell, or a replayed cell."""
+
+    kind: str  # "run" | "cell" | "replay"
+    code: str
+    request: dict[str, Any] | None
+    history_index: int = -1
+    started: float = 0.0
+
+
+@dataclass(eq=False)
+class Child:
+    pid: int
+    cell_fd: int
+    result_fd: int
+    stdout_fd: int
+    scratch: str
+    results: FrameDecoder
+    capture: OutputCapture
+    send_buffer: bytearray = field(default_factory=bytearray)
+    task: Task | None = None
+    deadline: float | None = None
+    cpu_limit: float | None = None
+    timed_out: bool = False
+    exited: bool = False
+    session: Session | None = None
+    writing: bool = False
+
+
+@dataclass(eq=False)
+class Session:
+    sid: int
+    history: list[str] = field(default_factory=list)
+    child: Child | None = None
+    busy: bool = False
+    replay: deque[int] = field(default_factory=deque)
+    request: dict[str, Any] | None = None
+    reset: bool = False
+    dropped: list[int] = field(default_factory=list)
+
+
+class Zygote:
+    def __init__(self, control: socket.socket, config: dict[str, Any]) -> None:
+        self.control = control
+        self.workers = int(config["workers"])
+        self.timeout = float(config["timeout"])
+        self.memory_bytes = int(config["memory_mb"]) << 20
+        self.max_output = int(config["max_output_chars"])
+        self.max_live_sessions = int(config["max_live_sessions"])
+        self.base = config["scratch_base"]
+        self.cpu_seconds = math.ceil(self.timeout) + 1
+        self.scratch_count = 0
+        self.protections: dict[str, bool] = dict.fromkeys(PROTECTION_NAMES, False)
+        if isolation.IS_LINUX:
+            quota = _SCRATCH_QUOTA_MB_PER_WORKER * self.workers
+            for name in isolation.enter_namespaces(self.base, quota):
+                self.protections[name] = True
+            with contextlib.suppress(OSError):
+                isolation.become_subreaper()
+        exec(compile(_WARM_UP, "<warm-up>", "exec"), {})
+        self.setup = self._probe_setup()
+        self.protections["cpu_limit"] = isolation.limit_cpu(os.getpid(), *_current_cpu_limit())
+        gc.collect()
+        gc.freeze()  # the collector never touches the zygote's objects again: fewer pages copied
+
+        self.selector = selectors.DefaultSelector()
+        self.requests = FrameDecoder(_MAX_REQUEST_FRAME)
+        self.outgoing = bytearray()
+        self.control.setblocking(False)
+        self.selector.register(self.control, selectors.EVENT_READ, self._on_control)
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        self.selector.register(wake_r, selectors.EVENT_READ, self._on_wakeup)
+        self.wake_r = wake_r
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_DFL)
+
+        self.children: dict[int, Child] = {}
+        self.spares: deque[Child] = deque()
+        self.prefork = True
+        self.pending: deque[dict[str, Any]] = deque()
+        self.sessions: dict[int, Session] = {}
+        self.live: OrderedDict[int, Session] = OrderedDict()
+        self.active = 0
+        self.closing = False
+
+    # --- start-up ------------------------------------------------------------------------
+
+    def _probe_setup(self) -> ChildSetup:
+        """Build the child set-up with every candidate protection, keep those a child enforces."""
+        setup = ChildSetup(
+            zygote_pid=os.getpid(),
+            env=dict(os.environ),
+            address_space=isolation.virtual_memory_bytes() + self.memory_bytes,
+            file_size=_FILE_SIZE_LIMIT,
+            open_files=_OPEN_FILES_LIMIT,
+            max_error_chars=self.max_output,
+            linux_extras=isolation.IS_LINUX,
+        )
+        abi = isolation.landlock_abi()
+        if abi:
+            setup.landlock = isolation.LandlockPolicy(abi, isolation.python_read_paths())
+        if isolation.IS_LINUX:
+            with contextlib.suppress(Exception):  # no libseccomp, or an unknown architecture
+                bpf = isolation.build_seccomp_program(allow_thread_signals=abi >= 6)
+                setup.seccomp = isolation.SeccompProgram(bpf)
+        report = self._run_probe(setup)
+        for name, ok in report.items():
+            if name in self.protections:
+                self.protections[name] = bool(ok)
+        if not self.protections["landlock"]:
+            setup.landlock = None
+        self.protections["signal_scope"] = setup.landlock is not None and setup.landlock.signal_scoped
+        if not self.protections["seccomp"]:
+            setup.seccomp = None
+        if not (
+            self.protections["no_new_privs"]
+            and self.protections["parent_death_signal"]
+            and self.protections["capabilities_dropped"]
+        ):
+            setup.linux_extras = False
+        return setup
+
+    def _run_probe(self, setup: ChildSetup) -> dict[str, bool]:
+        """Fork a child that applies every protection, then checks each one actually holds."""
+        scratch = self._new_scratch()
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(read_fd)
+                move_fds(os.open(os.devnull, os.O_RDONLY), write_fd, os.open(os.devnull, os.O_WRONLY))
+                confine(setup, scratch, strict=False)
+                write_all(4, encode(_check_protections(setup, self.base)))
+            finally:
+                os._exit(0)
+        os.close(write_fd)
+        data = bytearray()
+        while chunk := os.read(read_fd, _READ_CHUNK):
+            data += chunk
+        os.close(read_fd)
+        os.waitpid(pid, 0)
+        _wipe(scratch)
+        frames = FrameDecoder(_MAX_RESULT_FRAME).feed(bytes(data))
+        return frames[0] if frames else {}
+
+    def _new_scratch(self) -> str:
+        self.scratch_count += 1
+        path = os.path.join(self.base, str(self.scratch_count))
+        os.mkdir(path, 0o700)
+        return path
+
+    # --- children ------------------------------------------------------------------------
+
+    def _fork_child(self) -> Child:
+        scratch = self._new_scratch()
+        cell_r, cell_w = os.pipe()
+        result_r, result_w = os.pipe()
+        stdout_r, stdout_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                child_main(self.setup, scratch, cell_r, result_w, stdout_w)
+            finally:
+                os._exit(70)
+        for fd in (cell_r, result_w, stdout_w):
+            os.close(fd)
+        for fd in (cell_w, result_r, stdout_r):
+            os.set_blocking(fd, False)
+        child = Child(
+            pid,
+            cell_w,
+            result_r,
+            stdout_r,
+            scratch,
+            FrameDecoder(_MAX_RESULT_FRAME),
+            OutputCapture(self.max_output),
+        )
+        self.children[pid] = child
+        return child
+
+    def _take_child(self) -> Child:
+        while self.spares:
+            child = self.spares.popleft()
+            if not child.exited:
+                return child
+        return self._fork_child()
+
+    def _send_task(self, child: Child, task: Task, last: bool) -> None:
+        self._drain_stdout(child)  # whatever a session's threads printed while idle is not this cell's
+        child.capture = OutputCapture(self.max_output)
+        child.task = task
+        child.timed_out = False
+        task.started = time.monotonic()
+        child.deadline = task.started + self.timeout
+        if child.session is None:
+            child.cpu_limit = self.cpu_seconds
+            isolation.limit_cpu(child.pid, self.cpu_seconds, self.cpu_seconds + 1)
+        else:
+            used = isolation.process_cpu_seconds(child.pid) or 0.0
+            child.cpu_limit = math.ceil(used) + self.cpu_seconds
+            isolation.limit_cpu(child.pid, child.cpu_limit, _current_cpu_limit()[1])
+            with contextlib.suppress(OSError):
+                os.kill(child.pid, signal.SIGCONT)
+        self.selector.register(child.result_fd, selectors.EVENT_READ, lambda _: self._on_result(child))
+        self.selector.register(child.stdout_fd, selectors.EVENT_READ, lambda _: self._drain_stdout(child))
+        message: dict[str, Any] = {"code": task.code}
+        if last:
+            message["last"] = True
+        child.send_buffer += encode(message)
+        self._flush_child(child)
+
+    def _flush_child(self, child: Child) -> None:
+        try:
+            while child.send_buffer:
+                written = os.write(child.cell_fd, child.send_buffer)
+                del child.send_buffer[:written]
+        except BlockingIOError:
+            pass
+        except OSError:
+            child.send_buffer.clear()  # the child is gone; its exit is handled when reaped
+        want = bool(child.send_buffer)
+        if want and not child.writing:
+            self.selector.register(child.cell_fd, selectors.EVENT_WRITE, lambda _: self._flush_child(child))
+        elif not want and child.writing:
+            self.selector.unregister(child.cell_fd)
+        child.writing = want
+
+    def _drain_stdout(self, child: Child) -> None:
+        while True:
+            try:
+                data = os.read(child.stdout_fd, _READ_CHUNK)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            if not data:
+                return
+            child.capture.feed(data)
+
+    def _on_result(self, child: Child) -> None:
+        while child.task is not None:
+            try:
+                data = os.read(child.result_fd, _READ_CHUNK)
+            except (BlockingIOError, InterruptedError):
+                return
+            if not data:  # the child closed its result pipe: its exit decides the outcome
+                self._unwatch(child)
+                return
+            try:
+                frames = child.results.feed(data)
+            except FrameError:
+                self._kill(child)
+                self._finish(child, "crash", "Crash: the process sent a malformed result")
+                return
+            if frames:
+                frame = frames[0]
+                status = frame.get("status")
+                if status not in ("ok", "error", "memory", "crash"):
+                    status, error = "crash", "Crash: the process sent a malformed result"
+                else:
+                    error = frame.get("error")
+                    error = str(error)[: self.max_output] if error is not None else None
+                self._drain_stdout(child)
+                self._finish(child, status, error)
+
+    def _unwatch(self, child: Child) -> None:
+        for fd in (child.result_fd, child.stdout_fd):
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(fd)
+        if child.writing:
+            self.selector.unregister(child.cell_fd)
+            child.writing = False
+
+    def _kill(self, child: Child) -> None:
+        if child.exited:
+            return
+        try:
+            os.killpg(child.pid, signal.SIGKILL)  # the child's own group (it called setsid)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.kill(child.pid, signal.SIGKILL)
+
+    def _on_wakeup(self, _: int) -> None:
+        with contextlib.suppress(OSError):
+            while os.read(self.wake_r, 512):
+                pass
+        self._reap()
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            child = self.children.pop(pid, None)
+            if child is not None:  # anything else is an adopted orphan, now reaped
+                self._on_exit(child, status, usage.ru_utime + usage.ru_stime)
+
+    def _on_exit(self, child: Child, status: int, cpu: float) -> None:
+        child.exited = True
+        self._drain_stdout(child)
+        if child.task is not None:
+            self._on_result(child)  # a result written just before exiting still counts
+        if child.task is not None:
+            self._finish(child, *self._classify(child, status, cpu))
+        self._unwatch(child)
+        for fd in (child.cell_fd, child.result_fd, child.stdout_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        if child in self.spares:
+            self.spares.remove(child)
+            self.prefork = False  # a spare died before any work: fork on demand from now on
+        session = child.session
+        if session is not None and session.child is child:
+            session.child = None
+            self.live.pop(session.sid, None)
+        _wipe(child.scratch)
+
+    def _classify(self, child: Child, status: int, cpu: float) -> tuple[str, str]:
+        if child.timed_out:
+            return "timeout", f"TimeoutError: execution exceeded {self.timeout:g} s"
+        if os.WIFSIGNALED(status):
+            signum = os.WTERMSIG(status)
+            cpu_exhausted = child.cpu_limit is not None and cpu >= child.cpu_limit - 0.05
+            if signum == signal.SIGXCPU or (signum == signal.SIGKILL and cpu_exhausted):
+                return "timeout", "TimeoutError: CPU time limit exceeded"
+            if signum == signal.SIGKILL:
+                return "memory", "MemoryError: killed (out of memory)"
+            return "crash", f"Crash: killed by {signal.Signals(signum).name}"
+        return "crash", f"Crash: exited with code {os.WEXITSTATUS(status)} before finishing"
+
+    # --- requests ------------------------------------------------------------------------
+
+    def _on_control(self, events: int) -> None:
+        if events & selectors.EVENT_READ:
+            try:
+                data = self.control.recv(_MAX_REQUEST_FRAME)
+            except (BlockingIOError, InterruptedError):
+                data = None
+            except OSError:
+                data = b""
+            if data == b"":
+                self.closing = True
+                return
+            if data:
+                self.pending.extend(self.requests.feed(data))
+        if events & selectors.EVENT_WRITE:
+            self._flush_control()
+
+    def _respond(self, message: dict[str, Any]) -> None:
+        self.outgoing += encode(message)
+        self._flush_control()
+
+    def _flush_control(self) -> None:
+        try:
+            while self.outgoing:
+                sent = self.control.send(self.outgoing)
+                del self.outgoing[:sent]
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            self.closing = True
+            return
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if self.outgoing else 0)
+        self.selector.modify(self.control, events, self._on_control)
+
+    def _dispatch(self) -> None:
+        """Start pending requests in arrival order; a session's cells wait for its previous one."""
+        index = 0
+        while index < len(self.pending):
+            request = self.pending[index]
+            op = request["op"]
+            if op == "close":
+                session = self.sessions.get(int(request["sid"]))
+                if session is not None and session.busy:
+                    index += 1
+                    continue
+                del self.pending[index]
+                if session is not None:
+                    self._discard_process(session)
+                    del self.sessions[session.sid]
+                continue
+            if self.active >= self.workers:
+                index += 1  # only close requests can still go
+                continue
+            if op == "run":
+                del self.pending[index]
+                self.active += 1
+                self._send_task(self._take_child(), Task("run", request["code"], request), last=True)
+                continue
+            session = self.sessions.get(int(request["sid"]))
+            if session is None:
+                session = Session(int(request["sid"]), list(request.get("history") or ()))
+                self.sessions[session.sid] = session
+            if session.busy:
+                index += 1
+                continue
+            del self.pending[index]
+            self.active += 1
+            self._start_cell(session, request)
+
+    def _start_cell(self, session: Session, request: dict[str, Any]) -> None:
+        session.busy = True
+        session.request = request
+        if session.child is None:
+            self._rebuild(session)
+        else:
+            self.live.move_to_end(session.sid)
+            self._session_step(session)
+
+    def _rebuild(self, session: Session) -> None:
+        """Give the session a fresh process and queue its history for replay."""
+        self._evict_idle_sessions()
+        child = self._take_child()
+        child.session = session
+        session.child = child
+        self.live[session.sid] = session
+        session.replay = deque(range(len(session.history)))
+        self._session_step(session)
+
+    def _session_step(self, session: Session) -> None:
+        child = session.child
+        assert child is not None and session.request is not None
+        if session.replay:
+            index = session.replay.popleft()
+            self._send_task(child, Task("replay", session.history[index], None, index), last=False)
+        else:
+            self._send_task(child, Task("cell", session.request["code"], session.request), last=False)
+
+    def _evict_idle_sessions(self) -> None:
+        """Keep at most ``max_live_sessions`` session processes; evicted ones replay on next use."""
+        for sid in list(self.live):
+            if len(self.live) < self.max_live_sessions:
+                return
+            session = self.live[sid]
+            if not session.busy:
+                self._discard_process(session)
+
+    def _discard_process(self, session: Session) -> None:
+        child = session.child
+        session.child = None
+        self.live.pop(session.sid, None)
+        if child is not None:
+            self._kill(child)
+
+    def _finish(self, child: Child, status: str, error: str | None) -> None:
+        """A task ended (result, death or deadline): answer, roll back, or continue a replay."""
+        task = child.task
+        assert task is not None
+        child.task = None
+        child.deadline = None
+        self._unwatch(child)
+        wall_ms = round((time.monotonic() - task.started) * 1000, 3)
+        session = child.session
+        if task.kind == "run":
+            self._kill(child)
+            self.active -= 1
+            self._respond(_result(task.request, status, child.capture.text(), error, wall_ms, False, []))
+            return
+        assert session is not None
+        survived = status in ("ok", "error")
+        if task.kind == "replay":
+            if survived:
+                self._session_step(session)
+                return
+            # The replay did not reproduce (e.g. it depended on time or randomness): drop that
+            # cell from the history and rebuild from scratch without it.
+            del session.history[task.history_index]
+            session.dropped.append(task.history_index)
+            session.reset = True
+            self._discard_process(session)
+            self._rebuild(session)
+            return
+        reset = session.reset
+        if survived:
+            session.history.append(task.code)
+            with contextlib.suppress(OSError):
+                os.kill(child.pid, signal.SIGSTOP)  # idle sessions use no CPU, even with threads
+        else:
+            self._kill(child)
+            self._discard_process(session)
+            reset = True
+        self.active -= 1
+        self._respond(
+            _result(task.request, status, child.capture.text(), error, wall_ms, reset, session.dropped)
+        )
+        session.busy = False
+        session.reset = False
+        session.dropped = []
+        session.request = None
+
+    def _enforce_deadlines(self) -> float | None:
+        """Kill children past their deadline; return seconds until the next deadline."""
+        now = time.monotonic()
+        soonest = None
+        for child in list(self.children.values()):
+            if child.deadline is None:
+                continue
+            if child.deadline <= now:
+                child.timed_out = True
+                child.deadline = None
+                self._kill(child)
+            elif soonest is None or child.deadline < soonest:
+                soonest = child.deadline
+        return None if soonest is None else max(soonest - now, 0.0)
+
+    # --- loop ----------------------------------------------------------------------------
+
+    def serve(self) -> None:
+        self._respond({"op": "ready", "pid": os.getpid(), "protections": self.protections})
+        while not self.closing:
+            self._dispatch()
+            wait = self._enforce_deadlines()
+            if self.prefork and len(self.spares) < self.workers:
+                self.spares.append(self._fork_child())
+                wait = 0.0
+            for key, events in self.selector.select(wait):
+                key.data(events)
+            self._reap()
+
+    def shutdown(self) -> None:
+        """Kill every child, reap them and wipe their scratch directories."""
+        for child in list(self.children.values()):
+            self._kill(child)
+        deadline = time.monotonic() + 5.0
+        while self.children and time.monotonic() < deadline:
+            try:
+                pid, _, _ = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                time.sleep(0.01)
+                continue
+            child = self.children.pop(pid, None)
+            if child is not None:
+                _wipe(child.scratch)
+
+
+def _result(
+    request: dict[str, Any] | None,
+    status: str,
+    stdout: str,
+    error: str | None,
+    wall_ms: float,
+    reset: bool,
+    dropped: list[int],
+) -> dict[str, Any]:
+    assert request is not None
+    message: dict[str, Any] = {
+        "op": "result",
+        "id": request["id"],
+        "status": status,
+        "stdout": stdout,
+        "error": error,
+        "wall_ms": wall_ms,
+        "reset": reset,
+    }
+    if dropped:
+        message["dropped"] = list(dropped)
+    return message
+
+
+def _current_cpu_limit() -> tuple[int, int]:
+    import resource
+
+    return resource.getrlimit(resource.RLIMIT_CPU)
+
+
+def _check_protections(setup: ChildSetup, scratch_base: str) -> dict[str, bool]:
+    """In the probe child: which of the applied protections really hold."""
+    report = dict(setup.applied)
+    if report.get("seccomp"):
+        try:
+            pid = os.fork()
+        except PermissionError:
+            pass
+        else:
+            if pid == 0:
+                os._exit(0)
+            report["seccomp"] = False
+        try:
+            socket.socket(socket.AF_INET, socket.SOCK_STREAM).close()
+            report["seccomp"] = False
+        except PermissionError:
+            pass
+    if report.get("landlock"):
+        outside = os.path.join(scratch_base, "probe-outside")
+        try:
+            with open(outside, "w"):
+                report["landlock"] = False
+        except PermissionError:
+            pass
+        try:
+            with open("/proc/self/status", "rb"):
+                report["landlock"] = False
+        except PermissionError:
+            pass
+    return report
+
+
+def _wipe(path: str) -> None:
+    """Remove a scratch directory, even one holding directories made without permissions."""
+    try:
+        os.rmdir(path)
+        return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass
+    for root, dirs, _ in os.walk(path):
+        for name in dirs:
+            target = os.path.join(root, name)
+            if not os.path.islink(target):
+                with contextlib.suppress(OSError):
+                    os.chmod(target, 0o700)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def main() -> None:
+    """Entry point of the zygote process: ``python -c ... <control-fd>``."""
+    fd = int(sys.argv[1])
+    config = read_frame(fd, _MAX_REQUEST_FRAME)
+    if config is None:
+        return
+    control = socket.socket(fileno=fd)
+    zygote = Zygote(control, config)
+    try:
+        zygote.serve()
+    finally:
+        zygote.shutdown()
