@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from mathforge.cli.app import app, console, err_console
-from mathforge.errors import InputError
+from mathforge.errors import InputError, MathforgeError
 from mathforge.jsonl import JsonlWriter, read_ids, read_jsonl
 
 
@@ -68,11 +68,14 @@ def exec_command(
     from mathforge.sandbox import ExecResult, Sandbox
 
     out_path = output or input_path.with_name(input_path.name.removesuffix(".jsonl") + ".exec.jsonl")
+    if out_path.resolve() == input_path.resolve():
+        raise MathforgeError(f"{out_path}: the output would overwrite the input; choose another -o")
     items = _load(input_path)
     done = read_ids(out_path)
     todo = [item for item in items if item[0] not in done]
     if done:
-        err_console.print(f"resuming: {len(items) - len(todo)} of {len(items)} lines already in {out_path}")
+        message = f"resuming: {len(items) - len(todo)} of {len(items)} lines already in {out_path}"
+        err_console.print(message, highlight=False, soft_wrap=True)
     if not todo:
         _print_summary(Counter(), 0, 0.0, out_path)
         return
@@ -125,7 +128,11 @@ def exec_command(
                 written += 1
                 progress.advance(task)
     except KeyboardInterrupt:
-        err_console.print(f"interrupted: {written} new lines in {out_path}; rerun the same command to resume")
+        err_console.print(
+            f"interrupted: {written} new lines in {out_path}; rerun the same command to resume",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(130) from None
 
     seconds = time.monotonic() - started
