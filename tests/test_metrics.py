@@ -115,7 +115,9 @@ def _record(pid: str, correct: list[bool], groups: list[int], level: str, **extr
             group=group,
             finish_reason="length" if i == 0 and extra.get("truncate") else "stop",
             completion_tokens=10,
-            executions=[Execution(code="print(1)", output="1", timed_out=extra.get("timeout", False))],
+            executions=[
+                Execution(code="print(1)", output="1", status="timeout" if extra.get("timeout") else "ok")
+            ],
             rm_score=extra.get("rm", [None] * len(correct))[i],
         )
         for i, (ok, group) in enumerate(zip(correct, groups, strict=True))

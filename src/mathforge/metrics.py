@@ -221,7 +221,7 @@ def summarize(
         "truncated": sum(1 for sample in samples if sample.truncated),
         "tool_calls": sum(len(sample.executions) for sample in samples),
         "sandbox_timeouts": sum(1 for sample in samples for call in sample.executions if call.timed_out),
-        "sandbox_errors": sum(1 for sample in samples for call in sample.executions if call.error),
+        "sandbox_errors": sum(1 for sample in samples for call in sample.executions if call.failed),
     }
     completion = sum(sample.completion_tokens for sample in samples)
     result["tokens"] = {

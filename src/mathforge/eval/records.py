@@ -14,14 +14,25 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Execution(BaseModel):
-    """One tool call of a TIR response: the code run and what the model was shown back."""
+    """One tool call of a TIR response: the code run, what the model was shown back, and the
+    sandbox's verdict (``status``: ok, error, timeout, memory or crash; other fields kept)."""
 
     model_config = ConfigDict(extra="allow")
 
     code: str = ""
     output: str = ""
-    timed_out: bool = False
-    error: bool = False
+    status: str = "ok"
+    error: str | None = None
+    wall_ms: float = 0.0
+
+    @property
+    def timed_out(self) -> bool:
+        return self.status == "timeout"
+
+    @property
+    def failed(self) -> bool:
+        """The code raised, ran out of memory or crashed (a timeout is counted apart)."""
+        return self.status not in ("ok", "timeout")
 
 
 class SampleRecord(BaseModel):

@@ -60,6 +60,14 @@ def select_problems(config: EvalConfig) -> dict[str, list[Problem]]:
     return selected
 
 
+def exemplars(problem: Problem, shots: int | None) -> list[tuple[str, str]]:
+    """The few-shot examples put before ``problem``: its protocol's, or ``shots`` when given."""
+    from mathforge.prompts import few_shot_examples
+
+    count = problem.shots if shots is None else shots
+    return few_shot_examples(problem.benchmark, k=count) if count else []
+
+
 def chunk_seed(seed: int, bench: str, chunk_index: int) -> int:
     """The sampling seed of one chunk: independent of which other chunks ran before it."""
     return (seed * 1_000_003 + zlib.crc32(f"{bench}/{chunk_index}".encode())) % 2**31
@@ -75,18 +83,21 @@ class _Generation:
     scorer: Scorer | None
 
     def prompts(self, problems: Sequence[Problem]) -> list[str]:
-        from mathforge.prompts import few_shot_examples, render_prompt
+        from mathforge.prompts import render_prompt
 
-        rendered = []
-        for problem in problems:
-            shots = problem.shots if self.config.shots is None else self.config.shots
-            examples = few_shot_examples(problem.benchmark, k=shots) if shots else []
-            rendered.append(
-                render_prompt(
-                    problem.question, self.engine.tokenizer, template=self.config.mode, few_shot=examples
-                )
+        return [
+            render_prompt(
+                problem.question,
+                self.engine.tokenizer,
+                template=self.config.mode,
+                few_shot=exemplars(problem, self.config.shots),
             )
-        return rendered
+            for problem in problems
+        ]
+
+    def close(self) -> None:
+        if self.sandbox is not None:
+            self.sandbox.close()
 
     def run(self, problems: Sequence[Problem], bench: str, seed: int) -> list[ProblemRecord]:
         from mathforge.engines import SamplingParams
@@ -224,6 +235,9 @@ def evaluate(
     config = config.resolved()
     run = RunDirectory(out)
     problems = select_problems(config)  # bad data fails before the run directory is touched
+    for items in problems.values():
+        for problem in {(p.benchmark, p.shots): p for p in items}.values():
+            exemplars(problem, config.shots)  # a missing few-shot set fails before any generation
     run.open(config.model_dump(mode="json"), identity=IDENTITY_KEYS, overwrite=overwrite)
     done = run.store.load()
     pending = sum(1 for items in problems.values() for problem in items if problem.id not in done)
@@ -234,6 +248,7 @@ def evaluate(
             _run_pending(config, model, problems, done, run, console)
         finally:
             run.store.close()
+            model.close()
     rm_scores = load_rm_scores(config.rm_scores) if config.rm_scores else None
     metrics = compute_metrics(run.store.load(), problems, rm_scores)
     run.metrics_path.write_text(json.dumps(metrics, indent=2), encoding="utf-8")
