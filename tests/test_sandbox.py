@@ -223,3 +223,22 @@ def test_closed_sandbox_refuses_work() -> None:
         import os
 
         os.kill(pid, 0)
+
+
+def test_reused_processes_restore_state_and_retire_when_patched() -> None:
+    with Sandbox(workers=1, timeout=1.0, memory_mb=256, reuse=20) as box:
+        pid = box.run("import os\nprint(os.getpid())").stdout
+        assert box.run("import os\nprint(os.getpid())").stdout == pid  # the same process
+        box.run("x = 5\nopen('left.txt', 'w').write('x')\nimport os\nos.environ['LEAK'] = '1'")
+        clean = box.run("import os\nprint('x' in globals(), os.listdir('.'), 'LEAK' in os.environ)")
+        assert clean.stdout == "False [] False\n"
+        box.run("import sys, decimal\nsys.set_int_max_str_digits(0)\ndecimal.getcontext().prec = 50")
+        limits = box.run("import sys, decimal as d\nprint(sys.get_int_max_str_digits(), d.getcontext().prec)")
+        assert limits.stdout == "4300 28\n"
+        box.run("import numpy as np\nnp.random.seed(1)\nnp.set_printoptions(precision=2)")
+        assert box.run("import numpy as np\nprint(np.array([1/3]))").stdout == "[0.33333333]\n"
+        box.run("import math\nmath.pi = 3")  # rebinding a core module attribute retires the process
+        after = box.run("import math, os\nprint(math.pi, os.getpid())").stdout.split()
+        assert after[0] == "3.141592653589793" and after[1] != pid.strip()
+        assert box.run("while True:\n    pass").status == "timeout"
+        assert box.run("print('ok')").stdout == "ok\n"

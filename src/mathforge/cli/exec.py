@@ -58,6 +58,12 @@ def exec_command(
     workers: Annotated[int | None, typer.Option(min=1, help="Parallel executions (default: cores).")] = None,
     memory_mb: Annotated[int, typer.Option(min=32, help="Memory per execution, MiB.")] = 1024,
     max_output_chars: Annotated[int, typer.Option(min=16, help="Stdout kept per execution.")] = 4000,
+    reuse: Annotated[
+        int,
+        typer.Option(
+            min=1, help="'code' executions one process may serve (default 1: a fresh process for each)."
+        ),
+    ] = 1,
 ) -> None:
     """Execute code in the isolated sandbox; each output line adds status, stdout, error and wall_ms.
 
@@ -82,7 +88,7 @@ def exec_command(
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        sandbox = Sandbox(workers, timeout, memory_mb, max_output_chars)
+        sandbox = Sandbox(workers, timeout, memory_mb, max_output_chars, reuse=reuse)
     for warning in caught:
         err_console.print(f"[yellow]warning:[/] {warning.message}", highlight=False, soft_wrap=True)
 

@@ -149,19 +149,99 @@ def run_cell(
     return {"status": status, "error": error}
 
 
+# Modules whose top-level attributes a reused process checks after each execution: a cell that
+# rebinds one of them (``math.pi = 3``) retires the process instead of leaking the change.
+_WATCHED_MODULES = ("builtins", "math", "cmath", "fractions", "decimal", "random", "numpy", "sympy")
+
+
+class FreshState:
+    """What a reused process restores before each execution, and how it notices it cannot.
+
+    Restored: working directory and its contents, environment, alarms and signal handlers,
+    recursion and integer-digit limits, the decimal context, mpmath precision, numpy's print
+    options, error handling and global random state, and a reseeded ``random``. Checked: the
+    attributes of builtins and the core math modules. Anything else a cell mutates in place
+    (a class attribute, a module's inner object) can outlive it: use one process per execution
+    (the default) where that matters.
+    """
+
+    def __init__(self) -> None:
+        import decimal
+
+        import mpmath
+        import numpy
+
+        self.home = os.getcwd()
+        self.environ = dict(os.environ)
+        self.limits = (sys.getrecursionlimit(), sys.get_int_max_str_digits())
+        loaded = [name for name in _WATCHED_MODULES if name in sys.modules]
+        self.modules = {name: dict(vars(sys.modules[name])) for name in loaded}
+        self.numpy_print = numpy.get_printoptions()
+        self.numpy_errors = numpy.geterr()
+        self.numpy_random = numpy.random.get_state()
+        self.decimal, self.mpmath, self.numpy = decimal, mpmath, numpy
+
+    def restore(self) -> None:
+        import random
+        import shutil
+
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        for signum in (signal.SIGALRM, signal.SIGTERM, signal.SIGHUP, signal.SIGXCPU):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        os.chdir(self.home)
+        for entry in os.scandir(self.home):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+        os.environ.clear()
+        os.environ.update(self.environ)
+        sys.setrecursionlimit(self.limits[0])
+        sys.set_int_max_str_digits(self.limits[1])
+        self.decimal.setcontext(self.decimal.Context())
+        self.mpmath.mp.dps = 15
+        self.numpy.set_printoptions(**self.numpy_print)
+        self.numpy.seterr(**self.numpy_errors)
+        self.numpy.random.set_state(self.numpy_random)
+        random.seed()
+
+    def intact(self) -> bool:
+        """True when no watched module had an attribute rebound, added or removed."""
+        for name, snapshot in self.modules.items():
+            current = vars(sys.modules[name])
+            if len(current) != len(snapshot) or any(current.get(k) is not v for k, v in snapshot.items()):
+                return False
+        return True
+
+
 def serve(setup: ChildSetup) -> NoReturn:
-    """Run cells until the zygote closes the cell pipe or marks a cell as the last one."""
+    """Run cells until the zygote closes the cell pipe or marks a cell as the last one.
+
+    A cell marked ``fresh`` (a one-shot execution in a reused process) gets new globals and a
+    restored process state; other cells share the session's namespace.
+    """
     # Keep the functions this loop needs: model code may replace them in modules.
     exit_, read, write, dumps = os._exit, read_frame, write_all, encode
     stdin, stdout, stderr = _install_streams()
     namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
+    fresh_state: FreshState | None = None
     while True:
         try:
             message = read(CELL_FD, _MAX_CELL_BYTES)
             if message is None:
                 exit_(0)
             sys.stdin, sys.stdout, sys.stderr = stdin, stdout, stderr
+            if message.get("fresh"):
+                if fresh_state is None:
+                    fresh_state = FreshState()
+                else:
+                    fresh_state.restore()
+                namespace = {"__name__": "__main__", "__builtins__": builtins}
             result = run_cell(message["code"], namespace, stdout, setup.max_error_chars)
+            if fresh_state is not None and not fresh_state.intact():
+                result["dirty"] = True
             write(RESULT_FD, dumps(result))
             if message.get("last"):
                 exit_(0)

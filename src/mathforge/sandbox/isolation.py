@@ -175,6 +175,37 @@ def enter_namespaces(scratch_base: str, quota_mb: int) -> set[str]:
     return obtained
 
 
+# --- memory --------------------------------------------------------------------------------
+
+_MADV_HUGEPAGE = 14
+_MADV_COLLAPSE = 25
+_HUGE_PAGE = 2 << 20
+
+
+def collapse_to_huge_pages() -> int:
+    """Back the zygote's heap with 2 MiB pages; returns the bytes collapsed.
+
+    fork() copies, and each child's exit tears down, one page-table entry per 4 KiB page: with
+    huge pages that is 512 times fewer entries, which is most of the cost of a fork here. A
+    child's first write to a huge page still copies only 4 KiB.
+    """
+    _libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    collapsed = 0
+    with open("/proc/self/maps") as maps:
+        regions = [line.split() for line in maps]
+    for fields in regions:
+        perms, path = fields[1], fields[5] if len(fields) > 5 else ""
+        if not perms.startswith("rw") or perms[3] != "p" or path not in ("", "[heap]"):
+            continue
+        low, high = (int(value, 16) for value in fields[0].split("-"))
+        start = -(-low // _HUGE_PAGE) * _HUGE_PAGE
+        end = high // _HUGE_PAGE * _HUGE_PAGE
+        hinted = end > start and _libc.madvise(start, end - start, _MADV_HUGEPAGE) == 0
+        if hinted and _libc.madvise(start, end - start, _MADV_COLLAPSE) == 0:
+            collapsed += end - start
+    return collapsed
+
+
 # --- Landlock ------------------------------------------------------------------------------
 
 

@@ -132,6 +132,7 @@ class Child:
     exited: bool = False
     session: Session | None = None
     writing: bool = False
+    uses: int = 0
 
 
 @dataclass(eq=False)
@@ -154,6 +155,7 @@ class Zygote:
         self.memory_bytes = int(config["memory_mb"]) << 20
         self.max_output = int(config["max_output_chars"])
         self.max_live_sessions = int(config["max_live_sessions"])
+        self.reuse = int(config.get("reuse", 1))
         self.base = config["scratch_base"]
         self.cpu_seconds = math.ceil(self.timeout) + 1
         self.scratch_count = 0
@@ -169,6 +171,8 @@ class Zygote:
         self.protections["cpu_limit"] = isolation.limit_cpu(os.getpid(), *_current_cpu_limit())
         gc.collect()
         gc.freeze()  # the collector never touches the zygote's objects again: fewer pages copied
+        if isolation.IS_LINUX:
+            isolation.collapse_to_huge_pages()
 
         self.selector = selectors.DefaultSelector()
         self.requests = FrameDecoder(_MAX_REQUEST_FRAME)
@@ -187,6 +191,7 @@ class Zygote:
 
         self.children: dict[int, Child] = {}
         self.spares: deque[Child] = deque()
+        self.reusable: deque[Child] = deque()  # idle (stopped) processes with executions left
         self.prefork = True
         self.pending: deque[dict[str, Any]] = deque()
         self.sessions: dict[int, Session] = {}
@@ -296,14 +301,22 @@ class Zygote:
                 return child
         return self._fork_child()
 
+    def _take_reusable(self) -> Child:
+        while self.reusable:
+            child = self.reusable.popleft()
+            if not child.exited:
+                return child
+        return self._take_child()
+
     def _send_task(self, child: Child, task: Task, last: bool) -> None:
         self._drain_stdout(child)  # whatever a session's threads printed while idle is not this cell's
         child.capture = OutputCapture(self.max_output)
         child.task = task
         child.timed_out = False
+        child.uses += 1
         task.started = time.monotonic()
         child.deadline = task.started + self.timeout
-        if child.session is None:
+        if child.session is None and self.reuse == 1:
             child.cpu_limit = self.cpu_seconds
             isolation.limit_cpu(child.pid, self.cpu_seconds, self.cpu_seconds + 1)
         else:
@@ -317,6 +330,8 @@ class Zygote:
         message: dict[str, Any] = {"code": task.code}
         if last:
             message["last"] = True
+        if task.kind == "run" and self.reuse > 1:
+            message["fresh"] = True
         child.send_buffer += encode(message)
         self._flush_child(child)
 
@@ -372,7 +387,7 @@ class Zygote:
                     error = frame.get("error")
                     error = str(error)[: self.max_output] if error is not None else None
                 self._drain_stdout(child)
-                self._finish(child, status, error)
+                self._finish(child, status, error, reusable=not frame.get("dirty"))
 
     def _unwatch(self, child: Child) -> None:
         for fd in (child.result_fd, child.stdout_fd):
@@ -499,7 +514,9 @@ class Zygote:
             if op == "run":
                 del self.pending[index]
                 self.active += 1
-                self._send_task(self._take_child(), Task("run", request["code"], request), last=True)
+                child = self._take_reusable() if self.reuse > 1 else self._take_child()
+                task = Task("run", request["code"], request)
+                self._send_task(child, task, last=child.uses + 1 >= self.reuse)
                 continue
             session = self.sessions.get(int(request["sid"]))
             if session is None:
@@ -556,7 +573,7 @@ class Zygote:
         if child is not None:
             self._kill(child)
 
-    def _finish(self, child: Child, status: str, error: str | None) -> None:
+    def _finish(self, child: Child, status: str, error: str | None, reusable: bool = False) -> None:
         """A task ended (result, death or deadline): answer, roll back, or continue a replay."""
         task = child.task
         assert task is not None
@@ -566,7 +583,12 @@ class Zygote:
         wall_ms = round((time.monotonic() - task.started) * 1000, 3)
         session = child.session
         if task.kind == "run":
-            self._kill(child)
+            if reusable and status in ("ok", "error") and child.uses < self.reuse and not child.exited:
+                with contextlib.suppress(OSError):
+                    os.kill(child.pid, signal.SIGSTOP)
+                self.reusable.append(child)
+            else:
+                self._kill(child)
             self.active -= 1
             self._respond(_result(task.request, status, child.capture.text(), error, wall_ms, False, []))
             return
