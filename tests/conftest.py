@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from fixtures_models import embedded_dir, embedded_tokenizer, tiny_model_dir  # noqa: F401
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("MATHFORGE_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
 

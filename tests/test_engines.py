@@ -1,0 +1,178 @@
+"""The hf engine on tiny random models: agreement with model.generate, batching, stops, sampling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from fixtures_models import tiny_causal_lm
+from mathforge.engines import SamplingParams, load_engine, truncate_at_stop
+from mathforge.engines.base import find_stop
+from mathforge.engines.hf import HFEngine, _sample
+from mathforge.errors import MathforgeError
+
+PROMPTS = [
+    "What is 2 + 2?",
+    "A much longer prompt about trains leaving stations at different speeds and times, "
+    "asking when they meet, with many more words than the others.",
+    "Hi",
+    "Compute the sum of the first ten positive integers, please.",
+    "x",
+]
+
+
+@pytest.fixture(scope="module", params=["llama", "qwen2"])
+def engine(request: pytest.FixtureRequest, embedded_tokenizer: Any) -> HFEngine:
+    return HFEngine(tiny_causal_lm(embedded_tokenizer, arch=request.param), embedded_tokenizer)
+
+
+def reference_greedy(engine: HFEngine, prompt: str, max_new_tokens: int) -> list[int]:
+    """Unbatched, unpadded model.generate: what every row of a batch must reproduce."""
+    ids = torch.tensor([engine.encode(prompt)])
+    out = engine.model.generate(
+        ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False
+    )
+    tokens = out[0, ids.shape[1] :].tolist()
+    for position, token in enumerate(tokens):
+        if token in engine.eos_ids:
+            return tokens[:position]
+    return tokens
+
+
+def test_greedy_batch_matches_unbatched_generate_in_prompt_order(engine: HFEngine) -> None:
+    # Prompts of very different lengths are sorted and padded internally; results come back in
+    # input order and equal each prompt generated alone.
+    params = SamplingParams(max_new_tokens=24)
+    outputs = engine.generate(PROMPTS, params)
+    assert len(outputs) == len(PROMPTS)
+    for prompt, group in zip(PROMPTS, outputs, strict=True):
+        assert len(group) == 1
+        completion = group[0]
+        assert completion.token_ids == reference_greedy(engine, prompt, 24)
+        assert completion.text == engine.tokenizer.decode(completion.token_ids, skip_special_tokens=True)
+        assert completion.finish_reason in ("length", "eos")
+
+
+def test_continuous_batching_with_a_small_batch_gives_the_same_results(engine: HFEngine) -> None:
+    # max_batch_size 2 forces refills: rows leave, new prompts are prefilled and merged in.
+    small = HFEngine(engine.model, engine.tokenizer, max_batch_size=2, prefill_tokens=16)
+    params = SamplingParams(max_new_tokens=20)
+    assert [g[0].token_ids for g in small.generate(PROMPTS, params)] == [
+        g[0].token_ids for g in engine.generate(PROMPTS, params)
+    ]
+
+
+def test_rows_leave_the_batch_at_different_lengths(embedded_tokenizer: Any) -> None:
+    # Per-row limits differ when prompts fill the context: short rows finish, long ones go on,
+    # and each still matches its unbatched generation.
+    model = tiny_causal_lm(embedded_tokenizer, max_position_embeddings=40)
+    engine = HFEngine(model, embedded_tokenizer)
+    prompts = ["word " * 30, "Hi", "word " * 20]
+    outputs = engine.generate(prompts, SamplingParams(max_new_tokens=30))
+    lengths = [len(group[0].token_ids) for group in outputs]
+    for prompt, group, length in zip(prompts, outputs, lengths, strict=True):
+        assert length <= 40 - len(engine.encode(prompt))
+        assert group[0].token_ids == reference_greedy(engine, prompt, length)
+    assert len(set(lengths)) > 1
+
+
+def test_stop_strings_cut_exactly(engine: HFEngine) -> None:
+    full = engine.generate(["Hi"], SamplingParams(max_new_tokens=40))[0][0].text
+    assert len(full) > 20
+    # A stop string taken from the middle of the output, starting at an arbitrary character
+    # (often inside a token): the text ends right before it.
+    for start in (5, 11, 17):
+        stop = full[start : start + 4]
+        if not stop.strip():
+            continue
+        first = full.find(stop)
+        completion = engine.generate(["Hi"], SamplingParams(max_new_tokens=40, stop=[stop]))[0][0]
+        assert completion.finish_reason == "stop"
+        assert completion.stop == stop
+        assert completion.text == full[:first]
+        assert engine.tokenizer.decode(completion.token_ids, skip_special_tokens=True) == completion.text
+
+
+def test_earliest_stop_wins_and_helpers(engine: HFEngine) -> None:
+    full = engine.generate(["x"], SamplingParams(max_new_tokens=30))[0][0].text
+    late, early = full[20:23], full[8:11]
+    cut = engine.generate(["x"], SamplingParams(max_new_tokens=30, stop=[late, early]))[0][0]
+    assert cut.text == full[: min(full.find(late), full.find(early))]
+    assert truncate_at_stop("abc```output\nx", ["```output"]) == ("abc", "```output")
+    assert truncate_at_stop("abc", ["zz"]) == ("abc", None)
+    assert find_stop("aXbY", ["Y", "X"]) == (1, "X")
+
+
+def test_seeded_sampling_is_reproducible_across_batch_sizes(engine: HFEngine) -> None:
+    params = SamplingParams(n=3, temperature=1.0, top_p=0.95, max_new_tokens=16, seed=1234)
+    first = engine.generate(PROMPTS, params)
+    again = engine.generate(PROMPTS, params)
+    small = HFEngine(engine.model, engine.tokenizer, max_batch_size=3).generate(PROMPTS, params)
+
+    def ids(outputs: list) -> list:
+        return [[c.token_ids for c in group] for group in outputs]
+
+    assert ids(first) == ids(again) == ids(small)
+    other = engine.generate(PROMPTS, params.replace(seed=99))
+    assert ids(other) != ids(first)
+
+
+def test_n_samples_per_prompt(engine: HFEngine) -> None:
+    sampled = engine.generate(PROMPTS[:2], SamplingParams(n=4, temperature=1.0, max_new_tokens=12, seed=0))
+    assert [len(group) for group in sampled] == [4, 4]
+    for group in sampled:
+        assert len({tuple(c.token_ids) for c in group}) > 1  # distinct samples from one prompt
+    greedy = engine.generate(PROMPTS[:2], SamplingParams(n=3, max_new_tokens=12))
+    for prompt, group in zip(PROMPTS[:2], greedy, strict=True):
+        assert all(c.token_ids == reference_greedy(engine, prompt, 12) for c in group)
+
+
+def test_sampler_follows_temperature_and_top_p() -> None:
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.2]])).repeat(4000, 1)
+    generators = [torch.Generator().manual_seed(i) for i in range(4000)]
+    draws = _sample(logits, generators, SamplingParams(temperature=1.0))
+    frequencies = torch.bincount(draws, minlength=3).float() / 4000
+    assert torch.allclose(frequencies, torch.tensor([0.5, 0.3, 0.2]), atol=0.03)
+    # top_p 0.6 keeps the smallest set reaching 0.6: tokens 0 and 1, renormalised to 5/8 and 3/8.
+    draws = _sample(logits, generators, SamplingParams(temperature=1.0, top_p=0.6))
+    frequencies = torch.bincount(draws, minlength=3).float() / 4000
+    assert frequencies[2] == 0
+    assert torch.allclose(frequencies[:2], torch.tensor([0.625, 0.375]), atol=0.03)
+
+
+def test_eos_ends_a_completion_without_appearing_in_it(engine: HFEngine) -> None:
+    reference = reference_greedy(engine, "Hi", 12)
+    stopper = reference[5]
+    first = reference.index(stopper)
+    patched = HFEngine(engine.model, engine.tokenizer)
+    patched.eos_ids = {*engine.eos_ids, stopper}  # as if that token ended sequences
+    completion = patched.generate(["Hi", "x"], SamplingParams(max_new_tokens=12))[0][0]
+    assert completion.finish_reason == "eos"
+    assert completion.token_ids == reference[:first]
+
+
+def test_sampling_params_validation() -> None:
+    with pytest.raises(MathforgeError, match="temperature"):
+        SamplingParams(temperature=-1)
+    with pytest.raises(MathforgeError, match="top_p"):
+        SamplingParams(top_p=0)
+    with pytest.raises(MathforgeError, match="n must be"):
+        SamplingParams(n=0)
+    assert SamplingParams(stop="```output").stop == ("```output",)
+
+
+def test_load_engine_from_a_model_directory(tiny_model_dir: Any) -> None:
+    engine = load_engine("hf", model=str(tiny_model_dir), dtype="float32")
+    out = engine.generate(["Hello"], SamplingParams(max_new_tokens=5))
+    assert len(out[0][0].token_ids) == 5
+    with pytest.raises(MathforgeError, match="unknown engine"):
+        load_engine("nope")
+
+
+def test_bfloat16_engine_runs(tiny_model_dir: Any) -> None:
+    engine = load_engine("hf", model=str(tiny_model_dir), dtype="bfloat16")
+    assert engine.model.dtype == torch.bfloat16
+    out = engine.generate(PROMPTS, SamplingParams(max_new_tokens=6))
+    assert all(len(group[0].token_ids) == 6 for group in out)
