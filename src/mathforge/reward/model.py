@@ -113,9 +113,12 @@ class RewardModel(nn.Module):
         dtype: torch.dtype | str = torch.float32,
         device: str | torch.device | None = None,
     ) -> RewardModel:
-        """A new RM from a causal LM directory (normally the SFT policy); the head is freshly initialised."""
+        """A new RM with a fresh head on a causal LM (directory or known name; normally the SFT policy)."""
+        from mathforge.models import resolve_model
+
+        path = resolve_model(str(path))
         tokenizer = AutoTokenizer.from_pretrained(str(path))
-        backbone = _load_backbone(Path(path), dtype)
+        backbone = _load_backbone(path, dtype)
         model = cls(
             backbone, tokenizer, RewardFormat(end_text=closing_text(tokenizer), max_length=max_length)
         )
