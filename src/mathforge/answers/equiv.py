@@ -8,13 +8,17 @@ irrational or symbolic values, unparsed LaTeX) sent to a sympy worker process wi
 that remains.
 
 Exactness: when both sides are exact (integers, fractions, radicals, ...), values must be
-equal exactly; the relative tolerance :data:`REL_TOL` applies only when a side holds a float
-literal (a decimal such as ``0.333``). A percentage ``p\\%`` matches ``p`` or ``p/100`` and
+equal exactly; the relative tolerance :data:`REL_TOL` applies only when a side is a value
+holding a float literal (a decimal such as ``0.333``). In expressions with variables a decimal
+is taken at its exact value (``0.5x`` is ``x/2``, ``0.333x`` is not ``x/3``): a tolerance on
+values at test points cannot tell a rounded coefficient from a term that is merely small.
+A percentage ``p\\%`` matches ``p`` or ``p/100`` and
 nothing else: there is no x100 guessing between plain numbers.
 """
 
 from __future__ import annotations
 
+import random
 import re
 import time
 from dataclasses import dataclass, field
@@ -41,8 +45,6 @@ from mathforge.answers.text import find_balanced
 
 # A float literal in a value: relative tolerance (and agreement to the literal's last digit).
 REL_TOL = 1e-4
-# A float literal in an expression with variables ("0.5x"): only float rounding is forgiven.
-EXPR_REL_TOL = 1e-6
 # Two exact values whose floats differ by more than this are different (float error is ~1e-13).
 FLOAT_REJECT = 1e-6
 MAX_ANSWER_CHARS = 2000
@@ -52,7 +54,17 @@ _EXPONENT = re.compile(r"\^\s*(\d*)")
 _FACTORIAL = re.compile(r"(\d+)\s*\)?\s*!")
 _BASE_NUMERAL = re.compile(r"([0-9A-Z]+)_\{?(\d+)\}?")
 _UNORDERED = ("list", "set")
-_POINTS = (1.2371, 0.8137, 1.6914)
+# Test points: for each point, every variable gets its own value in [0.5, 2), fixed across runs
+# and unrelated to the other variables' (shared offsets would make x - y constant).
+_POINT_VALUES = tuple(
+    tuple(random.Random(1000 * k + j).uniform(0.5, 2.0) for j in range(64)) for k in range(3)
+)
+# Prose inside an answer ("... for 0<y<1 and 0 otherwise"): a run of 4+ letters outside a
+# command, or a common short word. Juxtaposed letters would otherwise parse as a product.
+_ENVIRONMENT = re.compile(r"\\(?:begin|end)\{[A-Za-z*]+\}")
+_PROSE = re.compile(
+    r"(?<![\\A-Za-z])(?:[A-Za-z]{4,}|(?:for|and|the|are|not|all|any|its|has|was|but)(?![A-Za-z]))"
+)
 
 
 @dataclass
@@ -233,6 +245,8 @@ def _expressions(a: str, b: str, budget: _Budget) -> tuple[bool, str]:
         return True, "exact"
     if _WORDS.fullmatch(a) and _WORDS.fullmatch(b):  # text answers: "Evelyn", "east", "no solution"
         return (True, "exact") if a.casefold() == b.casefold() else (False, "mismatch")
+    if _is_prose(a) or _is_prose(b):  # a sentence only matches the same text
+        return False, "mismatch"
     base_a, base_b = _BASE_NUMERAL.fullmatch(a), _BASE_NUMERAL.fullmatch(b)
     if base_a or base_b:
         return _base_numerals(base_a, base_b, a, b)
@@ -248,6 +262,10 @@ def _expressions(a: str, b: str, budget: _Budget) -> tuple[bool, str]:
     if fast is not None:
         return fast, "numeric"
     return _symbolic({"op": "expr", "a": a, "b": b}, budget)
+
+
+def _is_prose(text: str) -> bool:
+    return bool(_PROSE.search(_ENVIRONMENT.sub("", text)))
 
 
 def _base_numerals(
@@ -282,13 +300,15 @@ def _fast_equal(a: Node, b: Node) -> bool | None:
         difference, scale = abs(za - zb), max(abs(za), abs(zb))
         if not exact and not symbols:
             return difference <= REL_TOL * scale and _within_last_place(a, b, difference)
-        if difference > (FLOAT_REJECT if exact else 10 * EXPR_REL_TOL) * scale:
+        if difference > FLOAT_REJECT * scale:
             return False
     return None
 
 
 def _proportional(x: list[str], y: list[str], positive: bool, budget: _Budget) -> tuple[bool, str]:
     """Relations ``L = R`` (or ``L < R``) compared through ``R - L`` up to a constant factor."""
+    if any(_is_prose(side) for side in (*x, *y)):
+        return False, "mismatch"
     try:
         dx = ("add", (parse_latex(x[1]), ("neg", parse_latex(x[0]))))
         dy = ("add", (parse_latex(y[1]), ("neg", parse_latex(y[0]))))
@@ -350,7 +370,9 @@ def _environments(symbols: list[str]) -> list[dict[str, complex]]:
     """Fixed test points for the variables (one empty point when there are none)."""
     if not symbols:
         return [{}]
-    return [{name: complex(p + 0.173 * j) for j, name in enumerate(symbols)} for p in _POINTS]
+    return [
+        {name: complex(values[j % len(values)]) for j, name in enumerate(symbols)} for values in _POINT_VALUES
+    ]
 
 
 def _within_last_place(a: Node, b: Node, difference: Fraction | complex) -> bool:

@@ -11,6 +11,7 @@ comparison decides what a percentage matches.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from mathforge.answers.text import unwrap_command
 
@@ -118,6 +119,7 @@ _TRAILING_UNIT = re.compile(
 )
 _TRAILING_CJK_UNIT = re.compile(rf"(?<=[\d}}])\s*(?:{'|'.join(CJK_UNITS)})\s*$")
 _THOUSANDS = re.compile(r"^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?:\\%)?$")
+_PLAIN_NUMBER = re.compile(r"-?[1-9]\d*(?:\.\d*[1-9])?|-?0\.\d*[1-9]|0")
 _SCIENTIFIC = re.compile(r"(?<![\w\\.])(\d+(?:\.\d+)?)[eE]([+-]?\d+)(?![\w.])")
 _BRACED_COMMA = re.compile(r"(?<=\d)\{,\}(?=\d)")
 _SQRT_PAREN = re.compile(r"\\sqrt\s*\(([^()]*)\)")
@@ -125,6 +127,9 @@ _SQRT_BARE = re.compile(r"\\sqrt\s*([0-9]+|[a-zA-Z])(?![a-zA-Z])")
 _FRAC_DIGITS = re.compile(r"\\frac\s*(\d)\s*(\d)")
 _FRAC_DIGIT_BRACE = re.compile(r"\\frac\s*(\d)\s*\{")
 _FRAC_BRACE_DIGIT = re.compile(r"\\frac\s*(\{[^{}]*\})\s*(\d)")
+_BARE_FUNCTION = re.compile(
+    r"(?<![\\A-Za-z])(sqrt|arcsin|arccos|arctan|sin|cos|tan|sec|csc|cot|ln|log|exp|pi)(?![A-Za-z])"
+)
 _INFINITY_WORD = re.compile(r"\b(?:infinity|inf)\b")
 _PLUS_INFTY = re.compile(r"(^|[(\[,])\s*\+\s*\\infty")
 _WORD_AND_OR = re.compile(r"\s*\\text\{\s*(?:and|or)\s*\}\s*|\s+(?:and|or)\s+")
@@ -132,18 +137,24 @@ _SPACES = re.compile(r"\s+")
 _EMPTY_SET = re.compile(r"^\\\{\s*\\\}$|^\{\s*\}$")
 
 
+@lru_cache(maxsize=65536)
 def normalize(answer: str) -> str:
     """Canonical text of an answer; two answers with equal canonical text are equal."""
-    s = _UNICODE_RE.sub(lambda m: _UNICODE[m.group()], answer.strip())
+    s = answer.strip()
+    if _PLAIN_NUMBER.fullmatch(s):  # the common case in GSM8K-style grading: nothing to strip
+        return s
+    s = _UNICODE_RE.sub(lambda m: _UNICODE[m.group()], s)
     s = unwrap_command(s, "boxed")
     s = unwrap_command(s, "fbox")
     for pattern, replacement in _REPLACEMENTS:
         s = pattern.sub(replacement, s)
     s = _strip_trailing_units(s)
-    for name in _TEXT_WRAPPERS:
-        s = unwrap_command(s, name)
-    s = _strip_trailing_units(s)
+    if "\\" in s:
+        for name in _TEXT_WRAPPERS:
+            s = unwrap_command(s, name)
+        s = _strip_trailing_units(s)
     s = _WORD_AND_OR.sub(",", s) if not _is_words(s) else s
+    s = _BARE_FUNCTION.sub(r"\\\1", s)
     s = _SQRT_PAREN.sub(r"\\sqrt{\1}", s)
     s = _SQRT_BARE.sub(r"\\sqrt{\1}", s)
     s = _FRAC_DIGITS.sub(r"\\frac{\1}{\2}", s)

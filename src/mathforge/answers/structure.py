@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from mathforge.answers.text import matching_close, split_top
 
@@ -61,6 +62,7 @@ _MATRIX = re.compile(r"^\\begin\{(pmatrix|vmatrix|array)\}(?:\{[^{}]*\})?(.*)\\e
 _SET_BUILDER = re.compile(r"^(.+?)(?:\\mid|\||:)(.+)$")
 
 
+@lru_cache(maxsize=65536)
 def parse_answer(s: str) -> Node:
     """Parse a normalised answer into its shape (never raises; unknown shapes are values)."""
     s = s.strip()

@@ -10,7 +10,8 @@ Reads one JSON request per line on stdin and answers ``{"equal": true|false|null
 Equality is decided numerically at 40-50 significant digits (exactly for rationals), at fixed
 pseudo-random points when variables are present (polynomial identity testing, extended to
 analytic functions), with ``equals(0)`` to confirm constants that agree to 40 digits. A float
-literal on either side switches to the relative tolerances of :mod:`mathforge.answers.equiv`.
+literal in a constant value switches to :data:`mathforge.answers.equiv.REL_TOL`; in an
+expression with variables a decimal counts at its exact value.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import resource
 import sys
 from typing import Any
 
 import sympy
 
-from mathforge.answers.equiv import EXPR_REL_TOL, REL_TOL
+from mathforge.answers.equiv import REL_TOL
 from mathforge.answers.latex import (
     MAX_EXPONENT,
     MAX_FACTORIAL,
@@ -91,13 +93,12 @@ def expressions_equal(a_text: str, b_text: str) -> bool:
             return False
         verdict = difference.equals(0)
         return True if verdict is None else bool(verdict)
-    tol = EXACT_TOL if exact else EXPR_REL_TOL
     checked = 0
     for point in _points(symbols, signed=_non_analytic(a) or _non_analytic(b)):
         va, vb = a.evalf(DIGITS, subs=point), b.evalf(DIGITS, subs=point)
         if not (_finite(va) and _finite(vb)):
             continue
-        if not _close(va, vb, tol):
+        if not _close(va, vb, EXACT_TOL):
             return False
         checked += 1
     if checked >= 2:
@@ -107,12 +108,7 @@ def expressions_equal(a_text: str, b_text: str) -> bool:
 
 def relations_equal(a_sides: list[str], b_sides: list[str], positive: bool) -> bool:
     """Same relation up to a constant factor (positive for inequalities, which must keep direction)."""
-    a_low, a_exact_low = to_sympy(a_sides[0])
-    a_high, a_exact_high = to_sympy(a_sides[1])
-    b_low, b_exact_low = to_sympy(b_sides[0])
-    b_high, b_exact_high = to_sympy(b_sides[1])
-    exact = a_exact_low and a_exact_high and b_exact_low and b_exact_high
-    tol = EXACT_TOL if exact else EXPR_REL_TOL
+    a_low, a_high, b_low, b_high = (to_sympy(side)[0] for side in (*a_sides, *b_sides))
     da, db = a_high - a_low, b_high - b_low
     symbols = sorted(da.free_symbols | db.free_symbols, key=str)
     if not symbols:
@@ -128,7 +124,7 @@ def relations_equal(a_sides: list[str], b_sides: list[str], positive: bool) -> b
     first = ratios[0]
     if positive and not (first.is_real and first > 0):
         return False
-    return all(_close(ratio, first, tol) for ratio in ratios[1:])
+    return all(_close(ratio, first, EXACT_TOL) for ratio in ratios[1:])
 
 
 def to_sympy(text: str) -> tuple[Any, bool]:
@@ -145,10 +141,12 @@ def _latex2sympy(text: str) -> tuple[Any, bool]:
     from latex2sympy2_extended.latex2sympy2 import ConversionConfig
 
     expr = latex2sympy(text, conversion_config=ConversionConfig(lowercase_symbols=False))
-    if isinstance(expr, sympy.Basic):
-        expr = expr.subs({sympy.Symbol("i"): sympy.I, sympy.Symbol("e"): sympy.E})
-        return expr, not expr.has(sympy.Float)
-    return expr, True
+    if not isinstance(expr, sympy.Basic):
+        return expr, True
+    exact = not expr.has(sympy.Float)
+    # Decimals at their exact decimal value (0.1 is 1/10, not the nearest binary float).
+    expr = expr.xreplace({value: sympy.Rational(str(value)) for value in expr.atoms(sympy.Float)})
+    return expr.subs({sympy.Symbol("i"): sympy.I, sympy.Symbol("e"): sympy.E}), exact
 
 
 def _build(node: tuple[Any, ...]) -> Any:
@@ -229,21 +227,26 @@ def _structures_equal(a: Any, b: Any) -> bool:
 
 
 def _points(symbols: list[Any], signed: bool = False) -> list[dict[Any, Any]]:
-    """Fixed points with distinct, unrelated positive rational coordinates.
+    """Five fixed points; each coordinate is its own rational in [1/2, 2), unrelated to the others.
 
     Positive points suit answers that assume positive variables (``\\sqrt{x^2y^2} = xy``).
-    ``signed`` adds points with negative coordinates, needed to tell ``|x|`` from ``x``.
+    ``signed`` adds six points in [-100, 100), needed to tell ``|x|`` from ``x`` and
+    ``\\lfloor m/3 \\rfloor`` from ``\\lfloor m/2 \\rfloor``.
     """
-    bases = [(1237, 1000), (2719, 2000), (3571, 4000), (1693, 1000), (4127, 3000)]
     points = [
-        {symbol: sympy.Rational(p + 97 * (j + 1) * (k + 1), q) for j, symbol in enumerate(symbols)}
-        for k, (p, q) in enumerate(bases)
+        {
+            symbol: sympy.Rational(random.Random(7919 * k + j).randrange(500, 2000), 1000)
+            for j, symbol in enumerate(symbols)
+        }
+        for k in range(5)
     ]
     if signed:
-        points += [{symbol: -value for symbol, value in point.items()} for point in points[:2]]
         points += [
-            {symbol: value * (-1) ** j for j, (symbol, value) in enumerate(point.items())}
-            for point in points[2:4]
+            {
+                symbol: sympy.Rational(random.Random(104729 * k + j).randrange(-100_000, 100_000), 1000)
+                for j, symbol in enumerate(symbols)
+            }
+            for k in range(6)
         ]
     return points
 

@@ -66,6 +66,8 @@ def last_boxed(text: str) -> str | None:
 
 def unwrap_command(s: str, name: str) -> str:
     r"""Replace every ``\name{X}`` by ``X`` (balanced braces; nested occurrences too)."""
+    if "\\" + name not in s:
+        return s
     pattern = re.compile(r"\\" + name + r"(?![a-zA-Z])\s*\{")
     for _ in range(50):
         match = pattern.search(s)
@@ -124,6 +126,8 @@ def _bracket_width(s: str, i: int, closing: bool = False) -> int:
 
 def split_top(s: str, separators: tuple[str, ...]) -> list[str]:
     """Split ``s`` at separators that are outside every bracket group."""
+    if not any(sep in s for sep in separators):
+        return [s]
     parts: list[str] = []
     depth = 0
     last = 0

@@ -58,7 +58,6 @@ def grade_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from mathforge.answers import KNOWN_DATASETS
-    from mathforge.answers.symbolic import get_pool
     from mathforge.jsonl import JsonlWriter, read_jsonl_lenient
 
     out_path = output or input_path.with_name(input_path.name.removesuffix(".jsonl") + ".graded.jsonl")
@@ -70,8 +69,6 @@ def grade_command(
     for row in done.values():
         stats.add(row, resumed=True)
     warned: set[str] = set()
-    if workers == 1:
-        get_pool().prestart()  # sympy imports in the background while the first rows are read
 
     writer = JsonlWriter(out_path, mode="w" if restart else "a")
     executor = ProcessPoolExecutor(max_workers=workers, mp_context=_spawn()) if workers > 1 else None
