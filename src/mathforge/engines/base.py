@@ -103,3 +103,24 @@ def truncate_at_stop(text: str, stops: Sequence[str]) -> tuple[str, str | None]:
     if match is None:
         return text, None
     return text[: match[0]], match[1]
+
+
+def align_token_ids(tokenizer: Any, ids: Sequence[int], text: str) -> list[int]:
+    """Token ids that decode to ``text``, a prefix of what ``ids`` decode to.
+
+    Keeps the longest prefix of ``ids`` whose text is a prefix of ``text``; when ``text`` ends
+    inside a token (a stop string that began mid-token), the kept part of that token is
+    re-encoded. Used to cut a completion at a stop string.
+    """
+    ids = list(ids)
+    k = len(ids)
+    while k > 0:
+        prefix = tokenizer.decode(ids[:k], skip_special_tokens=True)
+        if len(prefix) <= len(text) and text.startswith(prefix):
+            break
+        k -= 1
+    kept = ids[:k]
+    rest = text[len(tokenizer.decode(kept, skip_special_tokens=True)) :]
+    if rest:
+        kept += tokenizer(rest, add_special_tokens=False)["input_ids"]
+    return kept

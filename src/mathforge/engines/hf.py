@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from transformers.cache_utils import Cache, DynamicLayer
 
-from mathforge.engines.base import Completion, SamplingParams, find_stop
+from mathforge.engines.base import Completion, SamplingParams, align_token_ids, find_stop
 from mathforge.errors import MathforgeError
 
 # Columns added to a layer's KV buffer when it runs out of room: large enough that growth is rare,
@@ -401,19 +401,8 @@ class HFEngine:
         text = self._decode(ids)
         match = find_stop(text, stops)
         assert match is not None
-        cut, stop = match
-        kept_text = text[:cut]
-        k = len(ids)
-        while k > 0:  # the longest token prefix whose text is a prefix of the kept text
-            prefix = self._decode(ids[:k])
-            if len(prefix) <= cut and kept_text.startswith(prefix):
-                break
-            k -= 1
-        kept = ids[:k]
-        rest = kept_text[len(self._decode(kept)) :]
-        if rest:  # the stop string began inside a token: re-encode that token's kept part
-            kept = kept + self.tokenizer(rest, add_special_tokens=False)["input_ids"]
-        return Completion(kept_text, kept, "stop", stop)
+        kept_text = text[: match[0]]
+        return Completion(kept_text, align_token_ids(self.tokenizer, ids, kept_text), "stop", match[1])
 
     def _progress_bar(self, total: int) -> Any:
         if not self.progress:

@@ -1,0 +1,156 @@
+"""The ``openai`` engine: any OpenAI-compatible ``/completions`` endpoint (vLLM, SGLang, llama.cpp).
+
+Prompts are sent already rendered (the chat template is applied locally, as for the other
+engines), one request per prompt asking for ``n`` choices, with at most ``max_concurrency``
+requests in flight. 429 and 5xx answers and connection errors are retried with exponential
+backoff (honouring ``Retry-After``); any other 4xx is a user error reported in one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+
+from mathforge.engines.base import Completion, FinishReason, SamplingParams, truncate_at_stop
+from mathforge.errors import MathforgeError
+
+
+class OpenAIEngine:
+    """Generate through an OpenAI-compatible HTTP server.
+
+    ``model`` is the name the server serves. ``tokenizer`` (a model name or directory) gives the
+    chat template and token ids locally; without it prompts render as plain text and
+    completions carry no token ids. The API key is read from the environment variable
+    ``api_key_env`` (none is sent when it is unset, as local servers expect).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str = "http://127.0.0.1:8000/v1",
+        api_key_env: str = "OPENAI_API_KEY",
+        tokenizer: str | None = None,
+        max_concurrency: int = 16,
+        max_retries: int = 6,
+        backoff_s: float = 1.0,
+        timeout_s: float = 600.0,
+    ) -> None:
+        self.model = model
+        self.base_url = base_url.rstrip("/")
+        self.max_concurrency = max_concurrency
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.tokenizer: Any = None
+        if tokenizer is not None:
+            from mathforge.models import load_tokenizer
+
+            self.tokenizer = load_tokenizer(tokenizer)
+        headers = {}
+        key = os.environ.get(api_key_env)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        self._client = httpx.Client(headers=headers, timeout=timeout_s)
+
+    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
+        """``params.n`` completions per prompt, in prompt order (requests run concurrently)."""
+        with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
+            futures = [pool.submit(self._one, index, prompt, params) for index, prompt in enumerate(prompts)]
+            return [future.result() for future in futures]
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _one(self, index: int, prompt: str, params: SamplingParams) -> list[Completion]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "prompt": prompt,
+            "n": params.n,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_tokens": params.max_new_tokens,
+        }
+        if params.stop:
+            body["stop"] = list(params.stop)
+        if params.seed is not None:
+            body["seed"] = params.seed + index  # reproducible, yet different per prompt
+        data = self._post("/completions", body)
+        choices = sorted(data.get("choices") or [], key=lambda choice: choice.get("index", 0))
+        if len(choices) != params.n:
+            raise MathforgeError(
+                f"{self.base_url}: asked for {params.n} choices, the server returned {len(choices)}"
+            )
+        return [self._completion(choice, params.stop) for choice in choices]
+
+    def _completion(self, choice: dict[str, Any], stops: Sequence[str]) -> Completion:
+        # Servers cut stop strings already; cutting again guards against ones that include them.
+        text, stop = truncate_at_stop(choice.get("text") or "", stops)
+        reason = choice.get("finish_reason")
+        finish: FinishReason
+        if stop is not None:
+            finish = "stop"
+        elif reason == "length":
+            finish = "length"
+        else:
+            # OpenAI says "stop" for both a stop string and the end of sequence; vLLM adds
+            # ``stop_reason`` (the matched string, or None/a token id for the end of sequence).
+            matched = choice.get("stop_reason")
+            finish, stop = (
+                ("stop", matched) if isinstance(matched, str) and matched in stops else ("eos", None)
+            )
+        ids = (
+            self.tokenizer(text, add_special_tokens=False)["input_ids"] if self.tokenizer is not None else []
+        )
+        return Completion(text, ids, finish, stop)
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        url = self.base_url + path
+        for attempt in range(self.max_retries + 1):
+            last = attempt == self.max_retries
+            try:
+                response = self._client.post(url, json=body)
+            except httpx.TransportError as exc:
+                if last:
+                    raise MathforgeError(f"{url}: cannot reach the server ({exc})") from exc
+                self._wait(attempt, None)
+                continue
+            if response.status_code == 429 or response.status_code >= 500:
+                if last:
+                    status, retries = response.status_code, self.max_retries
+                    raise MathforgeError(
+                        f"{url}: HTTP {status} after {retries} retries: {_message(response)}"
+                    )
+                self._wait(attempt, response.headers.get("retry-after"))
+                continue
+            if response.status_code >= 400:
+                raise MathforgeError(f"{url}: HTTP {response.status_code}: {_message(response)}")
+            try:
+                return response.json()
+            except ValueError as exc:
+                raise MathforgeError(f"{url}: the server's answer is not JSON") from exc
+        raise AssertionError("unreachable")
+
+    def _wait(self, attempt: int, retry_after: str | None) -> None:
+        delay = self.backoff_s * 2**attempt * (1 + random.random() / 4)
+        if retry_after is not None:
+            with contextlib.suppress(ValueError):  # an HTTP date instead of seconds: keep ours
+                delay = max(delay, float(retry_after))
+        time.sleep(delay)
+
+
+def _message(response: httpx.Response) -> str:
+    """The server's error message in one short line."""
+    try:
+        data = response.json()
+        error = data.get("error", data) if isinstance(data, dict) else data
+        text = error.get("message", str(error)) if isinstance(error, dict) else str(error)
+    except ValueError:
+        text = response.text
+    return " ".join(text.split())[:300] or response.reason_phrase
