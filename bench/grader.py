@@ -12,6 +12,7 @@ Corpus (built from the shared benchmark data, deterministic):
 Prints one JSON line: verdicts/second for each grader per part and overall, their agreement,
 and each grader's accuracy against the labels. math-verify is called as its README shows
 (``verify(parse(gold), parse(pred))``), in the main thread where its signal timeouts work.
+Our grader's caches are cleared before each timed pass (math-verify's caches hold 20 entries).
 
     .venv/bin/python bench/grader.py [--data DIR] [--repeat N]
 """
@@ -47,7 +48,7 @@ def _rewrite(answer: str, index: int) -> str:
     if kind == 1 and answer.startswith("(") and answer.endswith(")"):
         return "\\left(" + answer[1:-1] + "\\right)"
     if kind == 2:
-        return re.sub(r"\s*([+,=])\s*", r" \1 ", answer).strip()
+        return re.sub(r"\s*([+=])\s*", r" \1 ", answer).strip()
     return " " + answer.replace("\\frac", "\\tfrac") + " "
 
 
@@ -82,8 +83,9 @@ def build_corpus(data: Path) -> dict[str, list[tuple[str, str, bool, bool]]]:
 
 
 def run_ours(items: list[tuple[str, str, bool, bool]]) -> list[bool]:
-    from mathforge.answers import grade, is_equiv
+    from mathforge.answers import clear_caches, grade, is_equiv
 
+    clear_caches()  # every pass starts cold: no memoised normalisation, parse or sympy verdict
     return [
         grade(text, gold).correct if is_response else is_equiv(text, gold)
         for text, gold, is_response, _ in items
@@ -98,6 +100,37 @@ def run_math_verify(items: list[tuple[str, str, bool, bool]]) -> list[bool]:
         pred_text = text if is_response else f"${text}$"
         verdicts.append(bool(verify(parse(f"${gold}$"), parse(pred_text))))
     return verdicts
+
+
+# The failures the issue names for math-verify: (case, response or pred, gold, is_response, label).
+NAMED_CASES = [
+    ("last box wins", "First \\boxed{3}. I dropped a term, so \\boxed{5}.", "5", True, True),
+    ("tiny values stay exact", "\\frac{1}{2^{99}}", "\\frac{1}{2^{98}}", False, False),
+    ("factorials stay exact", "\\frac{1}{2004!}", "\\frac{1}{2006!}", False, False),
+    ("4\\sqrt(2) is not 4", "4\\sqrt(2)", "4", False, False),
+]
+
+
+def named_cases() -> dict[str, dict[str, bool]]:
+    """Each grader on the named cases, plus one comparison made from a worker thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    results = {}
+    for name, text, gold, is_response, label in NAMED_CASES:
+        item = [(text, gold, is_response, label)]
+        results[name] = {
+            "ours": run_ours(item)[0] == label,
+            "math_verify": run_math_verify(item)[0] == label,
+        }
+    item = [("\\frac{1}{2}", "0.5", False, True)]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ours = pool.submit(run_ours, item).result()[0]
+        try:
+            theirs = pool.submit(run_math_verify, item).result()[0]
+        except ValueError:  # its signal-based timeout refuses to run outside the main thread
+            theirs = False
+    results["works in a thread"] = {"ours": ours, "math_verify": theirs}
+    return results
 
 
 def _timed(fn, items: list, repeat: int) -> tuple[list[bool], float]:
@@ -132,6 +165,7 @@ def main() -> None:
         "benchmark": "grader",
         "baseline": "math-verify",
         "startup_s": {"ours": round(ours_startup, 3), "math_verify": round(mv_startup, 3)},
+        "named_cases_right": named_cases(),
     }
     total = {"n": 0, "ours_s": 0.0, "mv_s": 0.0, "agree": 0, "ours_right": 0, "mv_right": 0}
     for name, items in corpus.items():

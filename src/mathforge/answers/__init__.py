@@ -13,7 +13,7 @@ from mathforge.answers.datasets import (
     MULTIPLE_CHOICE_DATASETS,
     gold_answer,
 )
-from mathforge.answers.equiv import compare, is_equiv
+from mathforge.answers.equiv import clear_caches, compare, is_equiv
 from mathforge.answers.extract import extract_answer, extract_choice
 from mathforge.answers.grade import REASONS, Verdict, grade, grade_answer
 
@@ -23,6 +23,7 @@ __all__ = [
     "MULTIPLE_CHOICE_DATASETS",
     "REASONS",
     "Verdict",
+    "clear_caches",
     "compare",
     "extract_answer",
     "extract_choice",

@@ -85,6 +85,14 @@ def is_equiv(pred: str, gold: str, timeout: float = 5.0) -> bool:
     return compare(pred, gold, timeout)[0]
 
 
+def clear_caches() -> None:
+    """Forget memoised normalisations, parses and sympy verdicts (for cold-start benchmarks)."""
+    normalize.cache_clear()
+    parse_answer.cache_clear()
+    parse_latex.cache_clear()
+    get_pool().clear_cache()
+
+
 def compare(pred: str, gold: str, timeout: float = 5.0) -> tuple[bool, str]:
     """``(equal, reason)``. Equal answers: "exact" (same canonical text), "numeric" (same value,
     decided without sympy) or "symbolic" (decided by sympy). Different ones: "mismatch",

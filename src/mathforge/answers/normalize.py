@@ -82,6 +82,7 @@ _REPLACEMENTS = [
     (re.compile(r"\\(?:left|right)\s*\."), ""),
     (re.compile(r"\\(?:left|right|bigl|bigr|Bigl|Bigr|biggl|biggr|bigg|Bigg|big|Big)(?![a-zA-Z])"), ""),
     (re.compile(r"\\(?:displaystyle|textstyle|scriptstyle|limits|nolimits)(?![a-zA-Z])"), ""),
+    (re.compile(r"(?<=\d),\\!(?=\d)"), ","),  # 10,\!080: a thousands separator, not a space
     (re.compile(r"\\(?:quad|qquad)(?![a-zA-Z])|\\[!,;: ]|~"), " "),
     (re.compile(r"\\[dtc]frac(?![a-zA-Z])"), r"\\frac"),
     (re.compile(r"\\[dt]binom(?![a-zA-Z])"), r"\\binom"),
@@ -118,7 +119,8 @@ _TRAILING_UNIT = re.compile(
     rf"(?<=[\d}})\]%])\s*(?:{_UNIT_EXPR})(?:\s*(?:/|per)\s*(?:{_UNIT_EXPR}))?\.?\s*$", re.IGNORECASE
 )
 _TRAILING_CJK_UNIT = re.compile(rf"(?<=[\d}}])\s*(?:{'|'.join(CJK_UNITS)})\s*$")
-_THOUSANDS = re.compile(r"^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?:\\%)?$")
+# 7,425,000 (no spaces, no leading 0): "0,100" and "1, 000" are lists.
+_THOUSANDS = re.compile(r"^[-+]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?(?:\\%)?$")
 _PLAIN_NUMBER = re.compile(r"-?[1-9]\d*(?:\.\d*[1-9])?|-?0\.\d*[1-9]|0")
 _SCIENTIFIC = re.compile(r"(?<![\w\\.])(\d+(?:\.\d+)?)[eE]([+-]?\d+)(?![\w.])")
 _BRACED_COMMA = re.compile(r"(?<=\d)\{,\}(?=\d)")
@@ -165,9 +167,9 @@ def normalize(answer: str) -> str:
     s = _BRACED_COMMA.sub("", s)
     s = _SCIENTIFIC.sub(r"\1\\times10^{\2}", s)
     s = s.strip().rstrip(".,;:。").lstrip(":").strip()
-    s = _collapse_spaces(s)
     if _THOUSANDS.match(s):
         s = s.replace(",", "")
+    s = _collapse_spaces(s)
     if _EMPTY_SET.match(s):
         s = "\\emptyset"
     return s

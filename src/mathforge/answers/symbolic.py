@@ -163,6 +163,10 @@ class SymbolicPool:
                     self._cache.popitem(last=False)
         return equal
 
+    def clear_cache(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
     def prestart(self) -> None:
         """Start a spare worker now, so its sympy import overlaps other work."""
         with self._lock:
