@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from mathforge.cli.app import app, console, err_console
+from mathforge.errors import MathforgeError
 
 _CODE = re.compile(r"```python\n(.*?)```", re.DOTALL)
 
@@ -42,8 +43,10 @@ def solve_command(
 ) -> None:
     """Solve QUESTION and print each trajectory, code and outputs highlighted (or --json)."""
     from mathforge.engines import SamplingParams, load_engine
-    from mathforge.solve import solve
+    from mathforge.solve import MODES, solve
 
+    if mode not in MODES:  # checked before the (slow) model load
+        raise MathforgeError(f"unknown solve mode '{mode}': use one of {', '.join(MODES)}")
     options: dict[str, Any] = {}
     if engine == "hf":
         options["dtype"] = dtype
