@@ -60,13 +60,15 @@ def _number(value: Fraction | int) -> str:
 # Per-level settings of the reasoning-gym generators (level 1 is sized for a ~100M-parameter model).
 RG_CONFIGS: dict[str, dict[int, dict[str, Any]]] = {
     "basic_arithmetic": {
+        # One operation on one-digit numbers: reasoning-gym's no-parentheses mode, whose
+        # left-to-right answer is right when there is a single operator.
         1: {
             "min_terms": 2,
-            "max_terms": 3,
+            "max_terms": 2,
             "min_digits": 1,
             "max_digits": 1,
             "operators": ("+", "-", "*"),
-            "allow_parentheses": True,
+            "allow_parentheses": False,
             "allow_negation": False,
         },
         2: {
@@ -209,9 +211,29 @@ _ITEMS = (
 )
 
 
+def _one_step_word_problem(rng: random.Random, name: str, items: str) -> tuple[str, int]:
+    kind = rng.randrange(4)
+    a, b = rng.randint(2, 20), rng.randint(2, 9)
+    if kind == 0:
+        return f"{name} has {a} {items} and gets {b} more. How many {items} does {name} have now?", a + b
+    if kind == 1:
+        a += b
+        return f"{name} has {a} {items} and gives {b} away. How many {items} does {name} have left?", a - b
+    if kind == 2:
+        a = rng.randint(2, 9)
+        return f"There are {a} boxes with {b} {items} in each box. How many {items} are there?", a * b
+    a = rng.randint(2, 9)
+    question = (
+        f"{name} shares {a * b} {items} equally among {b} friends. How many {items} does each friend get?"
+    )
+    return question, a
+
+
 def _word_problem(rng: random.Random, level: int) -> tuple[str, int]:
     name = rng.choice(_NAMES)
     _, items = rng.choice(_ITEMS)
+    if level == 1 and rng.random() < 0.5:
+        return _one_step_word_problem(rng, name, items)
     big = (9, 30, 200)[level - 1]
     kind = rng.randrange(5)
     if kind == 0:

@@ -102,28 +102,34 @@ def _with_ci(stat: dict[str, Any] | None) -> str:
 
 
 def metrics_table(metrics: dict[str, Any], title: str = "evaluation") -> Table:
-    """One run: a row per benchmark with accuracy metrics (%, 95% CI) and counts."""
+    """One run: a row per benchmark with accuracy metrics (%, 95% CI) and counts.
+
+    Tool-call columns appear only when some response called the sandbox (TIR runs).
+    """
     benches = metrics.get("benchmarks", {})
     names: list[str] = []
     for bench in benches.values():
         names += [name for name in headline_metrics(bench) if name not in names]
+    tools = any(bench.get("counts", {}).get("tool_calls", 0) for bench in benches.values())
+    counts = [("empty", "empty_answers"), ("trunc", "truncated")]
+    if tools:
+        counts += [("calls", "tool_calls"), ("timeouts", "sandbox_timeouts")]
     table = Table(title=title)
     table.add_column("benchmark")
-    table.add_column("problems", justify="right")
+    table.add_column("n", justify="right")
     for name in names:
         table.add_column(f"{name} % [95% CI]", justify="right")
-    for column in ("empty", "truncated", "tool calls", "timeouts", "tokens/resp", "seconds"):
-        table.add_column(column, justify="right")
+    for header, _ in counts:
+        table.add_column(header, justify="right")
+    table.add_column("tok/resp", justify="right")
+    table.add_column("s", justify="right")
     for bench_name, bench in benches.items():
-        counts = bench.get("counts", {})
+        row_counts = bench.get("counts", {})
         table.add_row(
             bench_name,
             str(bench.get("problems", 0)),
             *[_with_ci(bench.get("metrics", {}).get(name)) for name in names],
-            str(counts.get("empty_answers", "-")),
-            str(counts.get("truncated", "-")),
-            str(counts.get("tool_calls", "-")),
-            str(counts.get("sandbox_timeouts", "-")),
+            *[str(row_counts.get(key, "-")) for _, key in counts],
             f"{bench.get('tokens', {}).get('completion_mean', 0):.0f}",
             f"{bench.get('wall_seconds', 0):.0f}",
         )
@@ -195,10 +201,11 @@ def compare_runs(runs: list[Run]) -> dict[str, Any]:
                 metrics += [name for name in headline_metrics(run.benchmarks[bench]) if name not in metrics]
         rows: dict[str, Any] = {}
         for metric in metrics:
-            row: dict[str, Any] = {"values": [], "diffs": []}
+            row: dict[str, Any] = {"values": [], "problems": [], "diffs": []}
             for run in runs:
                 stat = run.benchmarks.get(bench, {}).get("metrics", {}).get(metric)
                 row["values"].append(stat)
+                row["problems"].append(run.benchmarks.get(bench, {}).get("problems", 0))
             base_table = _per_problem(base, bench, metric)
             for run in runs[1:]:
                 other = _per_problem(run, bench, metric)
@@ -222,6 +229,20 @@ def _signed(value: float) -> str:
     return "-" if math.isnan(value) else f"{100 * value:+.1f}"
 
 
+def _diff_texts(row: dict[str, Any]) -> list[str]:
+    """``+4.0 [+1.0, +7.0]`` per later run, naming the shared problems when the runs' sets differ."""
+    texts = []
+    for index, diff in enumerate(row["diffs"], start=1):
+        if diff is None:
+            texts.append("-")
+            continue
+        text = f"{_signed(diff['diff'])} [{_signed(diff['ci'][0])}, {_signed(diff['ci'][1])}]"
+        if not diff["problems"] == row["problems"][0] == row["problems"][index]:
+            text += f" on {diff['problems']} shared"
+        texts.append(text)
+    return texts
+
+
 def comparison_table(comparison: dict[str, Any]) -> Table:
     """Benchmark x metric rows, one column per run, then each run's difference from the first."""
     runs = comparison["runs"]
@@ -234,11 +255,7 @@ def comparison_table(comparison: dict[str, Any]) -> Table:
         table.add_column(f"{label} - {runs[0]}", justify="right")
     for bench, rows in comparison["benchmarks"].items():
         for metric, row in rows.items():
-            diffs = [
-                "-" if d is None else f"{_signed(d['diff'])} [{_signed(d['ci'][0])}, {_signed(d['ci'][1])}]"
-                for d in row["diffs"]
-            ]
-            table.add_row(bench, metric, *[_with_ci(v) for v in row["values"]], *diffs)
+            table.add_row(bench, metric, *[_with_ci(v) for v in row["values"]], *_diff_texts(row))
     return table
 
 
@@ -293,6 +310,8 @@ def _plots(runs: list[Run]) -> list[tuple[str, str]]:
                         ks, [100 * curve[family][str(k)] for k in ks], style, label=f"{family}@k {run.label}"
                     )
         axes.set_xscale("log", base=2)
+        all_ks = sorted({int(k) for _, curve in curves for family in curve.values() for k in family})
+        axes.set_xticks(all_ks, [str(k) for k in all_ks])
         axes.set_xlabel("k (samples)")
         axes.set_ylabel("accuracy (%)")
         axes.set_title(f"{bench}: maj@k / RM@k / pass@k")
@@ -311,13 +330,7 @@ def render_html(runs: list[Run], comparison: dict[str, Any]) -> str:
     for bench, rows in comparison["benchmarks"].items():
         for metric, row in rows.items():
             cells = "".join(f"<td>{_with_ci(v)}</td>" for v in row["values"])
-            for d in row["diffs"]:
-                text = (
-                    "-"
-                    if d is None
-                    else f"{_signed(d['diff'])} [{_signed(d['ci'][0])}, {_signed(d['ci'][1])}]"
-                )
-                cells += f"<td>{text}</td>"
+            cells += "".join(f"<td>{html.escape(text)}</td>" for text in _diff_texts(row))
             body.append(f"<tr><td>{html.escape(bench)}</td><td>{metric}</td>{cells}</tr>")
     images = "".join(
         f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>"

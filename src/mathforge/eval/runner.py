@@ -272,10 +272,13 @@ def _run_pending(
         TextColumn("eta"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=False) as progress:
+    # A log file (nohup, CI) gets no live bar: one plain line per finished chunk instead.
+    log_lines = not console.is_terminal
+    with Progress(*columns, console=console, transient=False, disable=log_lines) as progress:
         for bench, items in problems.items():
             finished = sum(1 for problem in items if problem.id in done)
             task = progress.add_task(f"{bench} ({config.mode})", total=len(items), completed=finished)
+            start, resumed_at = time.monotonic(), finished
             for index in range(0, len(items), config.chunk_size):
                 chunk = items[index : index + config.chunk_size]
                 missing = [problem for problem in chunk if problem.id not in done]
@@ -287,3 +290,18 @@ def _run_pending(
                 run.store.append(new)
                 done.update((record.id, record) for record in new)
                 progress.advance(task, len(new))
+                finished += len(new)
+                if log_lines:
+                    elapsed = time.monotonic() - start
+                    eta = elapsed / (finished - resumed_at) * (len(items) - finished)
+                    console.print(
+                        f"{bench} ({config.mode}): {finished}/{len(items)} problems, "
+                        f"{_clock(elapsed)} elapsed, eta {_clock(eta)}",
+                        highlight=False,
+                    )
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
