@@ -493,3 +493,11 @@ def test_sets_and_lists_ignore_order(values: list[int], rng: random.Random) -> N
     assert is_equiv(as_set, "\\{" + ",".join(map(str, shuffled)) + "\\}")
     assert is_equiv(", ".join(map(str, values)), ", ".join(map(str, shuffled)))
     assert not is_equiv(as_set, "\\{" + ",".join(map(str, [*values, 51])) + "\\}")
+
+
+@pytest.mark.parametrize(
+    "pred",
+    ["(" * 900 + "1" + ")" * 900, "-" * 900 + "1", "\\sqrt{" * 300 + "2" + "}" * 300, "1+" * 20000 + "1"],
+)
+def test_absurd_nesting_and_length_are_mismatches(pred: str) -> None:
+    assert compare(pred, "1") == (False, "mismatch")

@@ -134,3 +134,20 @@ def test_last_number() -> None:
     assert last_number("1,234,567 and 8") == "8"
     assert last_number("1,234,567") == "1234567"
     assert last_number("none") is None
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(
+    "text",
+    [
+        "final answer is $x " * 20000,
+        "\\boxed{" * 20000,
+        "\\boxed{1} " * 20000,
+        "1,234,567 " * 50000,
+        "the answer is 5 " * 20000,
+        "\\boxed{" + "{" * 5000 + "}" * 5000 + "}",
+    ],
+)
+def test_adversarial_responses_do_not_hang(text: str) -> None:
+    extract_answer(text)
+    extract_choice(text)

@@ -107,7 +107,10 @@ def compare(pred: str, gold: str, timeout: float = 5.0) -> tuple[bool, str]:
     if len(a) > MAX_ANSWER_CHARS or len(b) > MAX_ANSWER_CHARS:
         return False, "mismatch"
     budget = _Budget(time.monotonic() + timeout)
-    equal, reason = _nodes(parse_answer(a), parse_answer(b), budget)
+    try:
+        equal, reason = _nodes(parse_answer(a), parse_answer(b), budget)
+    except RecursionError:  # nesting no real answer has
+        return False, "mismatch"
     if not equal:
         return False, "timeout" if budget.timed_out else "mismatch"
     return equal, reason

@@ -13,7 +13,7 @@ import re
 from mathforge.answers.datasets import MULTIPLE_CHOICE_DATASETS
 from mathforge.answers.text import last_boxed
 
-_MINERVA = re.compile(r"final answer is\s*\$(.+?)\$\.?\s*I hope", re.S)
+_MINERVA = re.compile(r"final answer is\s*\$([^$]+)\$\.?\s*I hope")
 _ANSWER_PHRASE = re.compile(
     r"(?:answer|choice)(?:\s+(?:is|would be|will be|should be)|\s*[:：])", re.IGNORECASE
 )

@@ -406,7 +406,10 @@ def parse_latex(text: str) -> Node:
     """Parse a normalised LaTeX expression; raise :class:`LatexParseError` when unsupported."""
     if len(text) > 1000:
         raise LatexParseError("expression too long")
-    return _Parser(_tokenize(text)).parse()
+    try:
+        return _Parser(_tokenize(text)).parse()
+    except RecursionError:
+        raise LatexParseError("expression nested too deeply") from None
 
 
 def is_exact(node: Node) -> bool:

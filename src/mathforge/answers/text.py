@@ -6,32 +6,31 @@ import re
 
 OPENERS = "([{"
 _BOX = re.compile(r"\\(?:boxed|fbox|framebox)(?![a-zA-Z])")
+_BRACE_OR_ESCAPE = re.compile(r"\\.|[{}]", re.S)
+# A boxed answer longer than this is not an answer; the limit keeps long, unbalanced
+# responses (many "\boxed{" cut off) linear.
+MAX_BOXED_CHARS = 5000
+MAX_BOXES_TRIED = 20
 CLOSERS = ")]}"
 
 
-def find_balanced(s: str, start: int, open_: str = "{", close: str = "}") -> int:
-    """Index of the ``close`` matching the ``open_`` at ``start``, or -1 when unbalanced.
-
-    Escaped braces (``\\{``) are skipped, so set braces inside a group do not count.
-    """
+def find_balanced(s: str, start: int, limit: int | None = None) -> int:
+    """Index of the ``}`` matching the ``{`` at ``start``, or -1 when unbalanced (within ``limit``
+    characters, when given). Escaped braces (``\\{``) are skipped: set braces do not count."""
     depth = 0
-    i = start
-    while i < len(s):
-        ch = s[i]
-        if ch == "\\":
-            i += 2
-            continue
-        if ch == open_:
+    end = len(s) if limit is None else min(len(s), start + limit)
+    for match in _BRACE_OR_ESCAPE.finditer(s, start, end):
+        token = match.group()
+        if token == "{":
             depth += 1
-        elif ch == close:
+        elif token == "}":
             depth -= 1
             if depth == 0:
-                return i
-        i += 1
+                return match.start()
     return -1
 
 
-def command_argument(s: str, after: int) -> tuple[str, int] | None:
+def command_argument(s: str, after: int, limit: int | None = None) -> tuple[str, int] | None:
     """The argument of a macro whose name ends at ``after``: ``{...}`` or one bare token.
 
     Returns ``(argument, end_index)``; None when a braced argument is unbalanced (a response
@@ -43,7 +42,7 @@ def command_argument(s: str, after: int) -> tuple[str, int] | None:
     if i >= len(s):
         return None
     if s[i] == "{":
-        end = find_balanced(s, i)
+        end = find_balanced(s, i, limit)
         if end < 0:
             return None
         return s[i + 1 : end], end + 1
@@ -57,8 +56,8 @@ def command_argument(s: str, after: int) -> tuple[str, int] | None:
 
 def last_boxed(text: str) -> str | None:
     """Content of the last complete ``\\boxed``/``\\fbox``/``\\framebox`` (balanced braces)."""
-    for match in reversed(list(_BOX.finditer(text))):
-        argument = command_argument(text, match.end())
+    for match in list(_BOX.finditer(text))[::-1][:MAX_BOXES_TRIED]:
+        argument = command_argument(text, match.end(), MAX_BOXED_CHARS)
         if argument is not None:
             return argument[0]
     return None

@@ -52,8 +52,9 @@ def grade_command(
 ) -> None:
     """Grade responses against gold answers; output lines are the input plus 'pred' and 'correct'.
 
-    The output is appended and flushed row by row: an interrupted run keeps what it graded and
-    a rerun resumes after it (rows are matched by 'id', else by line number).
+    Rows are written and flushed as they are graded, so an interrupted run keeps its work.
+
+    A rerun resumes after the rows already in the output (matched by 'id', else line number).
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
