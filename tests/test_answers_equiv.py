@@ -138,6 +138,7 @@ EQUIVALENT = [
     ("\\left[1, 2\\right)", "[1,2)"),
     ("(-\\infty,1)\\cup(2,\\infty)", "(2,\\infty)\\cup(-\\infty,1)"),
     ("(-\\infty, \\infty)", "\\mathbb{R}"),
+    ("x<-4 \\text{ or } x>4", "(-\\infty,-4)\\cup(4,\\infty)"),
     ("[0,\\frac{1}{2}]", "[0,0.5]"),
     # sets in any order
     ("\\{1,2,3\\}", "\\{3,2,1\\}"),
@@ -281,6 +282,7 @@ DIFFERENT = [
     ("(-\\infty,1)\\cup(2,\\infty)", "(-\\infty,1)\\cup(3,\\infty)"),
     ("(-\\infty,1)\\cup(2,\\infty)", "(-\\infty,1)"),
     ("(-\\infty, \\infty)", "[0,\\infty)"),
+    ("x<-4 \\text{ or } x>5", "(-\\infty,-4)\\cup(4,\\infty)"),
     # sets
     ("\\{1,2,3\\}", "\\{1,2\\}"),
     ("\\{1,2,3\\}", "\\{1,2,4\\}"),

@@ -12,8 +12,8 @@ equal exactly; the relative tolerance :data:`REL_TOL` applies only when a side i
 holding a float literal (a decimal such as ``0.333``). In expressions with variables a decimal
 is taken at its exact value (``0.5x`` is ``x/2``, ``0.333x`` is not ``x/3``): a tolerance on
 values at test points cannot tell a rounded coefficient from a term that is merely small.
-A percentage ``p\\%`` matches ``p`` or ``p/100`` and
-nothing else: there is no x100 guessing between plain numbers.
+A percentage ``p\\%`` matches ``p`` or ``p/100`` and nothing else: there is no x100 guessing
+between plain numbers.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from mathforge.answers.latex import (
 )
 from mathforge.answers.normalize import normalize
 from mathforge.answers.structure import Items, Matrix, Relation, Value, is_constant, is_name, parse_answer
+from mathforge.answers.structure import Node as Shape
 from mathforge.answers.symbolic import get_pool
 from mathforge.answers.text import find_balanced
 
@@ -116,7 +117,7 @@ def compare(pred: str, gold: str, timeout: float = 5.0) -> tuple[bool, str]:
     return equal, reason
 
 
-def _nodes(x: object, y: object, budget: _Budget) -> tuple[bool, str]:
+def _nodes(x: Shape, y: Shape, budget: _Budget) -> tuple[bool, str]:
     if isinstance(x, Value) and isinstance(y, Value):
         return _values(x, y, budget)
     if isinstance(x, Relation) and isinstance(y, Relation):
@@ -150,7 +151,8 @@ def _nodes(x: object, y: object, budget: _Budget) -> tuple[bool, str]:
 
 def _items(x: Items, y: Items, budget: _Budget) -> tuple[bool, str]:
     if x.kind == "union" or y.kind == "union":
-        if x.kind != y.kind:
+        # "x<-4 or x>4" lists the intervals of a union
+        if {x.kind, y.kind} not in ({"union"}, {"union", "list"}):
             return False, "mismatch"
         return _any_order(list(x.items), list(y.items), budget)
     if x.kind in _UNORDERED and y.kind in _UNORDERED:
@@ -171,7 +173,7 @@ def _items(x: Items, y: Items, budget: _Budget) -> tuple[bool, str]:
     return False, "mismatch"
 
 
-def _in_order(xs: list, ys: list, budget: _Budget) -> tuple[bool, str]:
+def _in_order(xs: list[Shape], ys: list[Shape], budget: _Budget) -> tuple[bool, str]:
     if len(xs) != len(ys):
         return False, "mismatch"
     reason = "exact"
@@ -183,7 +185,7 @@ def _in_order(xs: list, ys: list, budget: _Budget) -> tuple[bool, str]:
     return True, reason
 
 
-def _any_order(xs: list, ys: list, budget: _Budget) -> tuple[bool, str]:
+def _any_order(xs: list[Shape], ys: list[Shape], budget: _Budget) -> tuple[bool, str]:
     if len(xs) != len(ys):
         return False, "mismatch"
     unused = list(ys)
@@ -204,7 +206,7 @@ def _stronger(a: str, b: str) -> str:
     return a if _STRENGTH.get(a, 0) >= _STRENGTH.get(b, 0) else b
 
 
-def _relation_value(relation: Relation) -> object | None:
+def _relation_value(relation: Relation) -> Shape | None:
     """What an assignment or membership says: ``x=5`` -> 5, ``x\\in[1,2]`` -> [1,2], ``2+3=5`` -> 5."""
     parts, ops = relation.parts, relation.ops
     if ops in (("=",), ("\\in",)):
@@ -227,8 +229,8 @@ def _relations(x: Relation, y: Relation, budget: _Budget) -> tuple[bool, str]:
         if x_value is not None and y_value is not None and x_name is not None and x_name == y_name:
             return _nodes(x_value, y_value, budget)
     if x.ops in (("=",), ("<",), ("\\le",)) and all(isinstance(p, Value) for p in x.parts + y.parts):
-        sides_x = [p.text for p in x.parts]  # type: ignore[union-attr]
-        sides_y = [p.text for p in y.parts]  # type: ignore[union-attr]
+        sides_x = [p.text for p in x.parts if isinstance(p, Value)]
+        sides_y = [p.text for p in y.parts if isinstance(p, Value)]
         return _proportional(sides_x, sides_y, positive=x.ops != ("=",), budget=budget)
     return _in_order(list(x.parts), list(y.parts), budget)
 
