@@ -18,7 +18,15 @@ persistent child that runs its cells in order; idle session processes are stoppe
 capped in number (least recently used are dropped), and rebuilt when needed by replaying the
 cells that finished. After a cell times out, exhausts memory or crashes, the session rolls back
 to the state before it (``reset=True``). Spare children are pre-forked so an execution does
-not wait for a fork.
+not wait for a fork, and the zygote's heap sits on huge pages so that a fork is cheap.
+
+Throughput. A fresh process per execution costs a fork and, above all, the copy-on-write
+faults of every page the code touches (sympy touches thousands). ``Sandbox(reuse=N)`` lets one
+confined process serve up to N one-shot executions, each with new globals and a restored
+process state, retired early when a cell rebinds an attribute of builtins or a core math
+module or ends in timeout, memory error or crash: the same isolation from the machine, but not
+the guarantee that nothing one execution changes in place reaches the next
+(``child.FreshState`` lists what is restored). ``bench/sandbox.py`` measures both.
 
 Guarantees on Linux (each child, before it reads model code):
 

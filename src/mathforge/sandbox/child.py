@@ -32,7 +32,6 @@ class ChildSetup:
     """Everything a child needs to confine itself; built once by the zygote, inherited by fork."""
 
     zygote_pid: int
-    env: dict[str, str]
     address_space: int
     file_size: int
     open_files: int
@@ -90,8 +89,8 @@ def confine(setup: ChildSetup, scratch: str, strict: bool) -> None:
     # Close everything else the zygote had open: its control socket, other children's pipes.
     os.closerange(RESULT_FD + 1, 1 << 20)
     os.chdir(scratch)
-    os.environ.clear()
-    os.environ.update(setup.env, HOME=scratch, TMPDIR=scratch, MPLCONFIGDIR=scratch)
+    # The zygote's environment already is the allow-list its client started it with.
+    os.environ.update(HOME=scratch, TMPDIR=scratch, MPLCONFIGDIR=scratch)
     step("rlimits", isolation.set_rlimits, setup.address_space, setup.file_size, setup.open_files)
     if setup.linux_extras:
         step("capabilities_dropped", isolation.drop_capabilities)

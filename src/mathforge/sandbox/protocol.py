@@ -34,14 +34,16 @@ class FrameDecoder:
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         self._buffer += data
         frames: list[dict[str, Any]] = []
-        while len(self._buffer) >= HEADER_SIZE:
-            (size,) = _HEADER.unpack_from(self._buffer)
+        offset = 0
+        while len(self._buffer) - offset >= HEADER_SIZE:
+            (size,) = _HEADER.unpack_from(self._buffer, offset)
             if size > self.max_frame:
                 raise FrameError(f"frame of {size} bytes exceeds the {self.max_frame}-byte limit")
-            if len(self._buffer) < HEADER_SIZE + size:
+            end = offset + HEADER_SIZE + size
+            if len(self._buffer) < end:
                 break
-            body = bytes(self._buffer[HEADER_SIZE : HEADER_SIZE + size])
-            del self._buffer[: HEADER_SIZE + size]
+            body = bytes(self._buffer[offset + HEADER_SIZE : end])
+            offset = end
             try:
                 obj = json.loads(body.decode("utf-8", "surrogatepass"))
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -49,6 +51,7 @@ class FrameDecoder:
             if not isinstance(obj, dict):
                 raise FrameError("frame is not a JSON object")
             frames.append(obj)
+        del self._buffer[:offset]
         return frames
 
 

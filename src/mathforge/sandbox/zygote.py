@@ -18,6 +18,7 @@ import contextlib
 import gc
 import math
 import os
+import resource
 import selectors
 import shutil
 import signal
@@ -38,16 +39,24 @@ import math, cmath, fractions, decimal, itertools, functools, collections, rando
 import re, string, json
 import numpy as np
 import sympy as sp
-x, y = sp.symbols('x y')
-sp.solve([x + 2*y - 3, 3*x - y + 1], [x, y]); sp.solve(x**2 - 5*x + 6, x)
-sp.simplify((x**2 - 1)/(x - 1) + sp.sin(x)**2 + sp.cos(x)**2)
-sp.factor(sp.expand((x + 1)*(x - 2)*(x**2 + 3))); sp.factorint(360); sp.isprime(97)
-sp.integrate(3*x**2 - x + 1, (x, 0, 2)); sp.integrate(x*sp.sin(x), x); sp.diff(sp.exp(x)*x, x)
-sp.Matrix([[1, 2], [3, 4]]).inv(); sp.Rational(3, 4) + sp.Rational(1, 6); sp.N(sp.pi, 30)
-sp.nsimplify(0.75); sp.sqrt(8); sp.latex(x**2); sp.binomial(10, 3); sp.limit(sp.sin(x)/x, x, 0)
+x, y, n, k = sp.symbols('x y n k')
+t = sp.Symbol('t', positive=True)
+sp.solve([x + 2*y - 3, 3*x - y + 1], [x, y]); sp.solve(x**2 - 5*x + 6, x); sp.solve(sp.Eq(2*x + 3, 7), x)
+sp.solve(x**2 - 2, x); sp.solve(x**3 - 3*x, x); sp.solveset(x**2 - 3, x); sp.roots(x**2 - 2*x - 1, x)
+sp.simplify((x**2 - 4)/(x - 2) + 3*x/7); sp.simplify(sp.sin(x)**2 + sp.cos(x)**2)
+sp.trigsimp(sp.sin(x)*sp.cos(x)); sp.factor(sp.expand((x + 1)*(x - 2)*(x + 3))); sp.expand((x + 2)**4)
+sp.apart(1/(x**2 - 1))
+sp.integrate(3*x**3 - sp.Rational(1, 2)*x + 1, (x, 0, 2)); sp.integrate(x**2*sp.exp(x), x)
+sp.integrate(sp.sin(2*x)*x, x); sp.integrate(sp.exp(-2*t), (t, 0, sp.oo)); sp.diff(x**3*sp.sin(x), x)
+sp.limit(sp.sin(x)/x, x, 0); sp.limit((1 + 2/n)**n, n, sp.oo); sp.summation(k**2, (k, 1, n))
+sp.series(sp.exp(x), x, 0, 4); sp.nsimplify(0.75); sp.sqrt(8); sp.N(sp.pi, 30); sp.latex(x**2)
+M = sp.Matrix([[2, 1], [1, 3]]); M.det(); M.inv(); M.eigenvals(); sp.Rational(3, 4) + sp.Rational(1, 6)
+sp.gcd(12, 18); sp.lcm(4, 6); sp.divisors(60); sp.factorint(360); sp.isprime(97); sp.binomial(10, 3)
+sp.Poly(x**2 + 3*x + 1, x).all_coeffs(); sp.simplify(sp.sqrt(t**2)); sp.log(t**2).expand(force=True)
 rng = np.random.default_rng(0); A = rng.random((6, 6)) + 6*np.eye(6)
-np.linalg.solve(A, np.arange(6)); np.linalg.det(A); np.linalg.eig(A); np.linalg.inv(A)
-np.linalg.svd(A); np.polyfit(np.arange(6), np.arange(6)**2, 2); str(np.round(A, 3))
+np.linalg.solve(A, np.arange(6)); np.linalg.det(A); np.linalg.eig(A); np.linalg.inv(A); np.linalg.svd(A)
+np.linalg.norm(A); np.polyfit(np.arange(6), np.arange(6)**2, 2); np.roots([1, -3, 2]); str(np.round(A, 3))
+np.mean(A), np.std(A), np.cumsum(np.arange(6)), np.array([1/3, 2/3]).tolist()
 """
 
 _FILE_SIZE_LIMIT = 64 << 20
@@ -133,6 +142,7 @@ class Child:
     session: Session | None = None
     writing: bool = False
     uses: int = 0
+    closed: bool = False  # its pipes are closed; their numbers may already belong to another child
 
 
 @dataclass(eq=False)
@@ -172,7 +182,8 @@ class Zygote:
         gc.collect()
         gc.freeze()  # the collector never touches the zygote's objects again: fewer pages copied
         if isolation.IS_LINUX:
-            isolation.collapse_to_huge_pages()
+            with contextlib.suppress(OSError):  # no /proc, or no transparent huge pages
+                isolation.collapse_to_huge_pages()
 
         self.selector = selectors.DefaultSelector()
         self.requests = FrameDecoder(_MAX_REQUEST_FRAME)
@@ -205,7 +216,6 @@ class Zygote:
         """Build the child set-up with every candidate protection, keep those a child enforces."""
         setup = ChildSetup(
             zygote_pid=os.getpid(),
-            env=dict(os.environ),
             address_space=isolation.virtual_memory_bytes() + self.memory_bytes,
             file_size=_FILE_SIZE_LIMIT,
             open_files=_OPEN_FILES_LIMIT,
@@ -336,6 +346,8 @@ class Zygote:
         self._flush_child(child)
 
     def _flush_child(self, child: Child) -> None:
+        if child.closed:
+            return
         try:
             while child.send_buffer:
                 written = os.write(child.cell_fd, child.send_buffer)
@@ -352,7 +364,7 @@ class Zygote:
         child.writing = want
 
     def _drain_stdout(self, child: Child) -> None:
-        while True:
+        while not child.closed:
             try:
                 data = os.read(child.stdout_fd, _READ_CHUNK)
             except (BlockingIOError, InterruptedError):
@@ -364,7 +376,7 @@ class Zygote:
             child.capture.feed(data)
 
     def _on_result(self, child: Child) -> None:
-        while child.task is not None:
+        while child.task is not None and not child.closed:
             try:
                 data = os.read(child.result_fd, _READ_CHUNK)
             except (BlockingIOError, InterruptedError):
@@ -432,6 +444,7 @@ class Zygote:
         if child.task is not None:
             self._finish(child, *self._classify(child, status, cpu))
         self._unwatch(child)
+        child.closed = True
         for fd in (child.cell_fd, child.result_fd, child.stdout_fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -462,7 +475,7 @@ class Zygote:
     def _on_control(self, events: int) -> None:
         if events & selectors.EVENT_READ:
             try:
-                data = self.control.recv(_MAX_REQUEST_FRAME)
+                data = self.control.recv(_READ_CHUNK)
             except (BlockingIOError, InterruptedError):
                 data = None
             except OSError:
@@ -696,8 +709,6 @@ def _result(
 
 
 def _current_cpu_limit() -> tuple[int, int]:
-    import resource
-
     return resource.getrlimit(resource.RLIMIT_CPU)
 
 
