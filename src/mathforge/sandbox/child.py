@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import builtins
 import contextlib
+import fcntl
 import io
 import os
 import signal
@@ -45,11 +46,12 @@ class ChildSetup:
 def move_fds(cell_fd: int, result_fd: int, stdout_fd: int) -> None:
     """Put the pipes at fixed numbers: stdin /dev/null, stdout and stderr as given, cells 3, results 4."""
     devnull = os.open(os.devnull, os.O_RDWR)
-    moved = [os.dup(fd) for fd in (devnull, stdout_fd, cell_fd, result_fd)]
+    # Copies above the target numbers first, so that no dup2 overwrites a pipe still to be moved.
+    moved = [fcntl.fcntl(fd, fcntl.F_DUPFD, RESULT_FD + 1) for fd in (devnull, stdout_fd, cell_fd, result_fd)]
     for target, fd in zip((0, 1, CELL_FD, RESULT_FD), moved, strict=True):
         os.dup2(fd, target)
     os.dup2(0, 2)
-    for fd in {devnull, *moved}:
+    for fd in (devnull, *moved):
         if fd > RESULT_FD:
             os.close(fd)
 

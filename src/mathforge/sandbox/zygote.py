@@ -4,7 +4,8 @@ It runs as its own process (``python -s -c``, clean environment, own session), s
 fed by :class:`mathforge.sandbox.Sandbox` over a socket. At start it enters private mount and
 network namespaces where it can, imports and exercises math/numpy/sympy once, compiles the
 seccomp filter, probes which protections this machine enforces, freezes its heap for the
-garbage collector (so children share its pages copy-on-write), and pre-forks spare children.
+garbage collector (so children share its pages copy-on-write), moves the heap to huge pages
+(cheaper forks) and pre-forks spare children.
 
 One single-threaded event loop then schedules requests on at most ``workers`` busy children,
 streams each child's stdout into a bounded head/tail capture, enforces wall-clock deadlines
@@ -126,6 +127,8 @@ class Task:
 
 @dataclass(eq=False)
 class Child:
+    """A forked child as the zygote sees it: its pipes, its current task and its deadline."""
+
     pid: int
     cell_fd: int
     result_fd: int
@@ -147,6 +150,8 @@ class Child:
 
 @dataclass(eq=False)
 class Session:
+    """A notebook: the cells that finished (its replayable history) and its process, if live."""
+
     sid: int
     history: list[str] = field(default_factory=list)
     child: Child | None = None
@@ -158,6 +163,8 @@ class Session:
 
 
 class Zygote:
+    """The zygote process's state and event loop (one instance per process)."""
+
     def __init__(self, control: socket.socket, config: dict[str, Any]) -> None:
         self.control = control
         self.workers = int(config["workers"])
@@ -467,7 +474,11 @@ class Zygote:
                 return "timeout", "TimeoutError: CPU time limit exceeded"
             if signum == signal.SIGKILL:
                 return "memory", "MemoryError: killed (out of memory)"
-            return "crash", f"Crash: killed by {signal.Signals(signum).name}"
+            try:
+                name = signal.Signals(signum).name
+            except ValueError:  # a real-time signal has no name
+                name = f"signal {signum}"
+            return "crash", f"Crash: killed by {name}"
         return "crash", f"Crash: exited with code {os.WEXITSTATUS(status)} before finishing"
 
     # --- requests ------------------------------------------------------------------------
