@@ -14,8 +14,14 @@ from typing import Any
 import pytest
 
 
-def tiny_causal_lm(tokenizer: Any, arch: str = "llama", seed: int = 0, **overrides: Any) -> Any:
-    """A randomly initialised float32 ``arch`` ("llama" or "qwen2") causal LM sized for ``tokenizer``."""
+def tiny_causal_lm(
+    tokenizer: Any, arch: str = "llama", seed: int = 0, sharpness: float = 1.0, **overrides: Any
+) -> Any:
+    """A randomly initialised float32 ``arch`` ("llama" or "qwen2") causal LM sized for ``tokenizer``.
+
+    A random model spreads its next-token probability over the whole vocabulary; ``sharpness``
+    scales the (tied) output embedding so the distribution peaks like a trained model's.
+    """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
@@ -38,6 +44,8 @@ def tiny_causal_lm(tokenizer: Any, arch: str = "llama", seed: int = 0, **overrid
     settings.update(overrides)
     torch.manual_seed(seed)
     model = model_class(config_class(**settings)).eval()
+    with torch.no_grad():
+        model.get_output_embeddings().weight.mul_(sharpness)
     model.generation_config.eos_token_id = eos
     model.generation_config.pad_token_id = settings["pad_token_id"]
     return model

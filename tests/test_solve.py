@@ -145,17 +145,20 @@ def test_trailing_python_block() -> None:
     assert trailing_python_block("```python\n```") == ""
 
 
-def _memorise(model: Any, tokenizer: Any, text: str, steps: int = 150) -> None:
-    """Overfit ``model`` on one sequence so greedy decoding reproduces it."""
-    ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+def _memorise(model: Any, tokenizer: Any, prompt: str, response: str, steps: int = 300) -> None:
+    """Overfit ``model`` on one response to one prompt so greedy decoding reproduces it."""
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([prompt_ids + tokenizer(response, add_special_tokens=False)["input_ids"]])
+    labels = ids.clone()
+    labels[0, : len(prompt_ids)] = -100  # learn the response only
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     model.train()
     for _ in range(steps):
-        loss = model(input_ids=ids, labels=ids).loss
+        loss = model(input_ids=ids, labels=labels).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        if loss.item() < 0.01:
+        if loss.item() < 0.02:
             break
     model.eval()
 
@@ -166,7 +169,7 @@ def test_tir_with_a_tiny_model_that_writes_code(embedded_tokenizer: Any, sandbox
     prompt = render_prompt("What is 6 times 7?", embedded_tokenizer, "tir")
     response = "```python\nprint(6 * 7)\n```\n```output\n42\n```\nThe answer is $\\boxed{42}$."
     model = tiny_causal_lm(embedded_tokenizer, seed=1)
-    _memorise(model, embedded_tokenizer, prompt + response + embedded_tokenizer.eos_token)
+    _memorise(model, embedded_tokenizer, prompt, response + embedded_tokenizer.eos_token)
     engine = HFEngine(model, embedded_tokenizer)
     [[trajectory]] = solve_prompts([prompt], engine, mode="tir", sandbox=sandbox)
     assert trajectory.response == response

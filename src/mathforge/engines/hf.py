@@ -430,15 +430,34 @@ def _sample(
     """
     if params.greedy:
         return logits.argmax(dim=-1)
-    probs = torch.softmax(logits.double() / params.temperature, dim=-1)
+    probs = torch.softmax(logits.float() / params.temperature, dim=-1)
     if params.top_p < 1.0:
-        ranked, order = probs.sort(dim=-1, descending=True)
-        tail = (ranked.cumsum(dim=-1) - ranked) >= params.top_p
-        probs = probs.masked_fill(torch.zeros_like(tail).scatter(-1, order, tail), 0.0)
-    cdf = probs.cumsum(dim=-1)
+        probs = probs.masked_fill(probs < _nucleus_threshold(probs, params.top_p), 0.0)
+    cdf = probs.double().cumsum(dim=-1)
     uniforms = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in generators])
     picks = torch.searchsorted(cdf, (uniforms.to(cdf.device) * cdf[:, -1])[:, None])
     return picks[:, 0].clamp(max=cdf.shape[-1] - 1)
+
+
+def _nucleus_threshold(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Per row, the smallest probability inside the top-p nucleus (shape ``(rows, 1)``).
+
+    A full sort of the vocabulary costs more than a model step on a CPU; the nucleus of a real
+    model is usually a few dozen tokens, so the top 64, then 1024, are tried before sorting.
+    """
+    threshold = torch.empty((probs.shape[0], 1), dtype=probs.dtype, device=probs.device)
+    pending = torch.arange(probs.shape[0], device=probs.device)
+    vocab = probs.shape[-1]
+    for k in (64, 1024, vocab):
+        top = probs[pending].topk(min(k, vocab), dim=-1).values
+        mass = top.cumsum(dim=-1)
+        done = (mass[:, -1] >= top_p) | (top.shape[-1] == vocab)
+        size = (mass < top_p).sum(dim=-1, keepdim=True).clamp(max=top.shape[-1] - 1)
+        threshold[pending[done]] = top.gather(-1, size)[done]
+        pending = pending[~done]
+        if pending.numel() == 0:
+            break
+    return threshold
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:

@@ -14,13 +14,16 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 def cpu_has_fast_bf16() -> bool:
-    """Whether oneDNN runs bf16 matmuls natively here (AVX512-BF16/AMX, or AVX512 emulation).
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX).
 
-    On such CPUs bf16 generation is several times faster than float32 (see bench/generation.py).
+    Without those instructions oneDNN emulates bf16 through float32 and is slower than plain
+    float32 (measured in bench/generation.py on an AVX512 Xeon without BF16), so "auto" keeps
+    float32 there.
     """
     import torch
 
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
 
 
 def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device) -> torch.dtype:
