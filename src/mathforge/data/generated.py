@@ -91,7 +91,15 @@ RG_CONFIGS: dict[str, dict[int, dict[str, Any]]] = {
         },
     },
     "simple_equations": {
-        1: {"min_terms": 2, "max_terms": 2, "min_value": 1, "max_value": 10},
+        # Without "*" the unknown has coefficient 1: one-step equations such as x + 5 = 12.
+        1: {
+            "min_terms": 2,
+            "max_terms": 2,
+            "min_value": 1,
+            "max_value": 20,
+            "operators": ("+", "-"),
+            "operators_weights": [0.5, 0.5],
+        },
         2: {"min_terms": 2, "max_terms": 3, "min_value": 1, "max_value": 30},
         3: {"min_terms": 3, "max_terms": 4, "min_value": 1, "max_value": 100},
     },
@@ -122,12 +130,12 @@ RG_CONFIGS: dict[str, dict[int, dict[str, Any]]] = {
         },
     },
     "gcd": {
-        1: {"min_numbers": 2, "max_numbers": 2, "min_value": 2, "max_value": 30},
+        1: {"min_numbers": 2, "max_numbers": 2, "min_value": 2, "max_value": 20},
         2: {"min_numbers": 2, "max_numbers": 2, "min_value": 2, "max_value": 200},
         3: {"min_numbers": 2, "max_numbers": 3, "min_value": 2, "max_value": 1000},
     },
     "lcm": {
-        1: {"min_numbers": 2, "max_numbers": 2, "min_value": 2, "max_value": 12},
+        1: {"min_numbers": 2, "max_numbers": 2, "min_value": 2, "max_value": 10},
         2: {"min_numbers": 2, "max_numbers": 2, "min_value": 2, "max_value": 40},
         3: {"min_numbers": 2, "max_numbers": 3, "min_value": 2, "max_value": 100},
     },
@@ -232,7 +240,7 @@ def _one_step_word_problem(rng: random.Random, name: str, items: str) -> tuple[s
 def _word_problem(rng: random.Random, level: int) -> tuple[str, int]:
     name = rng.choice(_NAMES)
     _, items = rng.choice(_ITEMS)
-    if level == 1 and rng.random() < 0.5:
+    if level == 1:
         return _one_step_word_problem(rng, name, items)
     big = (9, 30, 200)[level - 1]
     kind = rng.randrange(5)
@@ -307,7 +315,7 @@ def _fraction(rng: random.Random, level: int) -> tuple[str, Fraction]:
     top = (6, 12, 20)[level - 1]
     ask = " Give the answer as a fraction in lowest terms."
     if level == 1:
-        den = rng.randint(3, top + 3)
+        den = rng.randint(3, top)
         a, b = rng.randint(1, den - 1), rng.randint(1, den - 1)
         return f"What is ${a}/{den} + {b}/{den}$?" + ask, Fraction(a + b, den)
     first = Fraction(rng.randint(1, top - 1), rng.randint(2, top))
@@ -326,8 +334,8 @@ def _fraction(rng: random.Random, level: int) -> tuple[str, Fraction]:
 
 def _percent(rng: random.Random, level: int) -> tuple[str, Fraction]:
     if level == 1:
-        pct = rng.choice((10, 20, 25, 50))
-        whole = rng.randint(1, 12) * (100 // math.gcd(pct, 100))
+        pct = rng.choice((10, 50, 100))
+        whole = rng.randint(1, 10) * (100 // math.gcd(pct, 100))
         return f"What is {pct}% of {whole}?", Fraction(pct * whole, 100)
     if level == 2 and rng.random() < 0.5:
         whole = rng.choice((20, 25, 40, 50, 80, 200))
@@ -347,7 +355,7 @@ def _percent(rng: random.Random, level: int) -> tuple[str, Fraction]:
 
 def _modular(rng: random.Random, level: int) -> tuple[str, int]:
     if level == 1:
-        value, modulus = rng.randint(10, 100), rng.randint(2, 9)
+        value, modulus = rng.randint(5, 30), rng.randint(2, 5)
         return f"What is the remainder when {value} is divided by {modulus}?", value % modulus
     if level == 2:
         a, b, modulus = rng.randint(10, 99), rng.randint(10, 99), rng.randint(3, 13)
@@ -364,9 +372,9 @@ def _counting(rng: random.Random, level: int) -> tuple[str, int]:
     kind = rng.randrange(2)
     if level == 1:
         if kind == 0:
-            top, step = rng.randint(10, 60), rng.randint(2, 9)
+            top, step = rng.randint(10, 30), rng.randint(2, 5)
             return f"How many whole numbers from 1 to {top} are multiples of {step}?", top // step
-        people = rng.randint(3, 8)
+        people = rng.randint(2, 5)
         question = (
             f"{people} friends each shake hands once with every other friend. How many handshakes are there?"
         )
