@@ -38,7 +38,7 @@ class Run:
     def label(self) -> str:
         mode = self.config.get("mode")
         name = self.path.name or str(self.path)
-        return f"{name} ({mode})" if mode else name
+        return f"{name} ({mode})" if mode and mode not in name else name
 
     @property
     def benchmarks(self) -> dict[str, Any]:
