@@ -75,7 +75,11 @@ def chunk_seed(seed: int, bench: str, chunk_index: int) -> int:
 
 @dataclass
 class _Generation:
-    """The model side of a run: engine, sampling parameters, sandbox, optional reward model."""
+    """The model side of a run: the engine, the TIR sandbox and an optional reward model.
+
+    :func:`evaluate` builds one from the config; a caller holding a model in memory (a policy
+    being trained) passes ``generation=lambda config: _Generation(config, engine, sandbox, None)``.
+    """
 
     config: EvalConfig
     engine: Any
