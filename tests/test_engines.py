@@ -70,6 +70,28 @@ def test_continuous_batching_with_a_small_batch_gives_the_same_results(engine: H
     ]
 
 
+def test_shared_prompt_prefix_is_encoded_once(engine: HFEngine) -> None:
+    from mathforge.prompts import render_prompt
+
+    questions = ["What is 2 + 2?", "Name a prime number larger than ten.", "What is 2 + 2?", "Why?"]
+    prompts = [render_prompt(q, engine.tokenizer, "cot") for q in questions] + ["Hi", "Hi there"]
+    shapes: list[tuple[int, ...]] = []
+    hook = engine.model.register_forward_pre_hook(
+        lambda module, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
+    )
+    try:
+        outputs = engine.generate(prompts, SamplingParams(max_new_tokens=12))
+    finally:
+        hook.remove()
+    for prompt, group in zip(prompts, outputs, strict=True):
+        assert group[0].token_ids == reference_greedy(engine, prompt, 12)
+    # The chat prompts' common system turn went through the model once, as a single row.
+    prefix = shapes[0]
+    assert prefix[0] == 1 and prefix[1] > 20
+    encoded = sum(rows * width for rows, width in shapes if width > 1)
+    assert encoded < sum(len(engine.encode(p)) for p in prompts)
+
+
 def test_rows_leave_the_batch_at_different_lengths(embedded_tokenizer: Any) -> None:
     # Per-row limits differ when prompts fill the context: short rows finish, long ones go on,
     # and each still matches its unbatched generation.

@@ -33,14 +33,19 @@ from mathforge.errors import MathforgeError
 # Columns added to a layer's KV buffer when it runs out of room: large enough that growth is rare,
 # small enough that the unused tail costs little memory.
 _GROWTH_CHUNK = 256
+# A prompt joins a prefill group only if it is at least this fraction of the group's longest.
+_PREFILL_PADDING = 0.85
 
 
 class _GrowingLayer(DynamicLayer):
     """One layer's keys and values, written in place into a buffer grown by chunks.
 
     transformers' ``DynamicLayer`` concatenates on every step, copying the layer's whole cache
-    once per generated token; here a step writes one column. ``keys``/``values`` stay views of
-    the filled part, so code reading them as a ``DynamicLayer`` still works.
+    once per generated token; here a step writes one column, and a finished row is replaced by
+    a moved survivor instead of re-copying the batch. ``keys``/``values`` stay views of the
+    filled part, so code reading them as a ``DynamicLayer`` still works. Buffers are allocated
+    uninitialised: only columns inside ``[0, length)`` are ever read, and padding columns inside
+    that range are zeroed when written (a masked column must not hold NaN: 0 * NaN is NaN).
     """
 
     def __init__(self) -> None:
@@ -57,7 +62,7 @@ class _GrowingLayer(DynamicLayer):
     @staticmethod
     def _alloc(like: torch.Tensor, columns: int, batch: int | None = None) -> torch.Tensor:
         b, h, _, d = like.shape
-        return like.new_zeros((b if batch is None else batch, h, columns + _GROWTH_CHUNK, d))
+        return like.new_empty((b if batch is None else batch, h, columns + _GROWTH_CHUNK, d))
 
     def _set(self, k: torch.Tensor, v: torch.Tensor, length: int) -> None:
         self._k, self._v, self.length = k, v, length
@@ -84,28 +89,42 @@ class _GrowingLayer(DynamicLayer):
     def get_seq_length(self) -> int:
         return self.length
 
-    def select_rows(self, rows: torch.Tensor) -> None:
-        self._set(self._pad_capacity(self.keys[rows]), self._pad_capacity(self.values[rows]), self.length)
+    def move_rows(self, sources: torch.Tensor, targets: torch.Tensor, rows: int) -> None:
+        """Copy rows ``sources`` onto ``targets``, then keep the first ``rows`` rows."""
+        assert self._k is not None and self._v is not None
+        if sources.numel():
+            self._k[targets] = self._k[sources]
+            self._v[targets] = self._v[sources]
+        self._set(self._k[:rows], self._v[:rows], self.length)
 
-    def _pad_capacity(self, t: torch.Tensor) -> torch.Tensor:
-        out = self._alloc(t, t.shape[-2])
-        out[:, :, : t.shape[-2]] = t
+    def repeat_rows(self, repeats: int) -> None:
+        self._set(self._repeat(self.keys, repeats), self._repeat(self.values, repeats), self.length)
+
+    def _repeat(self, t: torch.Tensor, repeats: int) -> torch.Tensor:
+        out = self._alloc(t, t.shape[-2], t.shape[0] * repeats)
+        out[:, :, : t.shape[-2]] = t.repeat_interleave(repeats, dim=0)
         return out
 
     def drop_left(self, columns: int) -> None:
         assert self._k is not None and self._v is not None
         self._set(self._k[:, :, columns:], self._v[:, :, columns:], self.length - columns)
 
-    def merge(self, other: _GrowingLayer, length: int) -> None:
-        """Stack ``other``'s rows under ours, both right-aligned (left-padded) to ``length`` columns."""
-        rows_a, rows_b = self.keys.shape[0], other.keys.shape[0]
-        k = self._alloc(self.keys, length, rows_a + rows_b)
-        v = self._alloc(self.values, length, rows_a + rows_b)
-        k[:rows_a, :, length - self.length : length] = self.keys
-        v[:rows_a, :, length - self.length : length] = self.values
-        k[rows_a:, :, length - other.length : length] = other.keys
-        v[rows_a:, :, length - other.length : length] = other.values
-        self._set(k, v, length)
+    def combine(self, others: list[_GrowingLayer], length: int) -> None:
+        """Stack the rows of ``others`` under ours, all right-aligned (left-padded) to ``length`` columns."""
+        parts = [self, *others]
+        rows = sum(layer.keys.shape[0] for layer in parts)
+        merged = []
+        for name in ("keys", "values"):
+            out = self._alloc(getattr(self, name), length, rows)
+            start = 0
+            for layer in parts:
+                t = getattr(layer, name)
+                end, pad = start + t.shape[0], length - t.shape[-2]
+                out[start:end, :, :pad] = 0
+                out[start:end, :, pad:length] = t
+                start = end
+            merged.append(out)
+        self._set(merged[0], merged[1], length)
 
 
 class _BatchCache(Cache):
@@ -114,21 +133,24 @@ class _BatchCache(Cache):
     def __init__(self, num_layers: int) -> None:
         super().__init__(layers=[_GrowingLayer() for _ in range(num_layers)])
 
-    def select_rows(self, rows: torch.Tensor) -> None:
+    def move_rows(self, sources: list[int], targets: list[int], rows: int) -> None:
+        device = self.layers[0].keys.device
+        src = torch.tensor(sources, dtype=torch.long, device=device)
+        dst = torch.tensor(targets, dtype=torch.long, device=device)
         for layer in self.layers:
-            layer.select_rows(rows)
+            layer.move_rows(src, dst, rows)
 
     def repeat_rows(self, repeats: int) -> None:
-        keys = self.layers[0].keys
-        self.select_rows(torch.arange(keys.shape[0], device=keys.device).repeat_interleave(repeats))
+        for layer in self.layers:
+            layer.repeat_rows(repeats)
 
     def drop_left(self, columns: int) -> None:
         for layer in self.layers:
             layer.drop_left(columns)
 
-    def merge(self, other: _BatchCache, length: int) -> None:
-        for mine, theirs in zip(self.layers, other.layers, strict=True):
-            mine.merge(theirs, length)
+    def combine(self, others: list[_BatchCache], length: int) -> None:
+        for index, layer in enumerate(self.layers):
+            layer.combine([other.layers[index] for other in others], length)
 
 
 @dataclass
@@ -154,9 +176,18 @@ class _Batch:
     pending: torch.Tensor  # (rows,) the token sampled last, not yet in the cache
 
     def keep(self, keep: list[int]) -> None:
-        index = torch.tensor(keep, dtype=torch.long, device=self.mask.device)
-        self.rows = [self.rows[i] for i in keep]
-        self.cache.select_rows(index)
+        """Keep only the rows at ``keep``: each finished row's slot is refilled by a survivor
+        from the end of the batch, so only those survivors' caches are copied."""
+        rows = len(keep)
+        kept = set(keep)
+        holes = [i for i in range(rows) if i not in kept]
+        movers = [i for i in keep if i >= rows]
+        order = list(range(rows))
+        for source, target in zip(movers, holes, strict=True):
+            order[target] = source
+        self.cache.move_rows(movers, holes, rows)
+        index = torch.tensor(order, dtype=torch.long, device=self.mask.device)
+        self.rows = [self.rows[i] for i in order]
         self.mask, self.positions, self.pending = self.mask[index], self.positions[index], self.pending[index]
         # Columns that are padding in every remaining row carry no information: drop them.
         unused = int((self.mask.cumsum(1) == 0).sum(1).min()) if self.rows else 0
@@ -164,13 +195,18 @@ class _Batch:
             self.cache.drop_left(unused)
             self.mask = self.mask[:, unused:]
 
-    def merge(self, other: _Batch) -> None:
-        length = max(self.mask.shape[1], other.mask.shape[1])
-        self.cache.merge(other.cache, length)
-        self.mask = torch.cat([_left_pad(self.mask, length), _left_pad(other.mask, length)])
-        self.rows += other.rows
-        self.positions = torch.cat([self.positions, other.positions])
-        self.pending = torch.cat([self.pending, other.pending])
+    @staticmethod
+    def combine(batches: list[_Batch]) -> _Batch:
+        """One batch holding the rows of all ``batches`` (their caches copied once)."""
+        first, others = batches[0], batches[1:]
+        if others:
+            length = max(b.mask.shape[1] for b in batches)
+            first.cache.combine([b.cache for b in others], length)
+            first.mask = torch.cat([_left_pad(b.mask, length) for b in batches])
+            first.rows = [row for b in batches for row in b.rows]
+            first.positions = torch.cat([b.positions for b in batches])
+            first.pending = torch.cat([b.pending for b in batches])
+        return first
 
 
 def _left_pad(mask: torch.Tensor, length: int) -> torch.Tensor:
@@ -257,33 +293,54 @@ class HFEngine:
         base_seed = params.seed if params.seed is not None else random.SystemRandom().randrange(2**62)
         # Longest prompts first: they pad the least when admitted together, and memory peaks early.
         queue = deque(sorted(range(len(prompts)), key=lambda i: -len(encoded[i])))
-        results: list[list[Completion]] = [[] for _ in prompts]
+        results: list[dict[int, Completion]] = [{} for _ in prompts]
         bar = self._progress_bar(len(prompts) * params.n)
         batch: _Batch | None = None
         try:
             with torch.inference_mode():
-                while queue or (batch is not None and batch.rows):
+                while queue or batch is not None:
                     live = len(batch.rows) if batch is not None else 0
-                    room = self.max_batch_size - live
                     # Refill when a sizeable share of the batch is free (or it is empty): prefilling
-                    # a group at once is cheaper than one prompt per step.
-                    if queue and (live == 0 or room >= max(params.n, self.max_batch_size // 4)):
-                        group = self._take_group(queue, encoded, params.n, room)
-                        fresh, logits = self._prefill(group, encoded, limits, params, base_seed)
-                        self._advance(fresh, logits, params, results, bar)
-                        if batch is None or not batch.rows:
-                            batch = fresh
-                        elif fresh.rows:
-                            batch.merge(fresh)
+                    # groups at once is cheaper than one prompt per step.
+                    if queue and (
+                        live == 0 or self.max_batch_size - live >= max(params.n, self.max_batch_size // 4)
+                    ):
+                        fresh = self._admit(queue, encoded, limits, params, base_seed, live, results, bar)
+                        parts = ([batch] if batch is not None else []) + fresh
+                        batch = _Batch.combine(parts) if parts else None
                     else:
                         assert batch is not None
                         self._advance(batch, self._step(batch), params, results, bar)
+                        if not batch.rows:
+                            batch = None
         finally:
             if bar is not None:
                 bar.close()
-        for completions in results:
-            completions.sort(key=lambda c: c[0])  # type: ignore[index]
-        return [[c for _, c in completions] for completions in results]  # type: ignore[misc]
+        return [[done[j] for j in range(params.n)] for done in results]
+
+    def _admit(
+        self,
+        queue: deque[int],
+        encoded: list[list[int]],
+        limits: list[int],
+        params: SamplingParams,
+        base_seed: int,
+        live: int,
+        results: list[dict[int, Completion]],
+        bar: Any,
+    ) -> list[_Batch]:
+        """Prefill prompts from the queue while there is room; their first tokens are sampled."""
+        fresh: list[_Batch] = []
+        room = self.max_batch_size - live
+        # At least one prompt when the batch is empty, even if its n samples exceed the batch size.
+        while queue and (room >= params.n or (live == 0 and not fresh)):
+            group = self._take_group(queue, encoded, params.n, room)
+            batch, logits = self._prefill(group, encoded, limits, params, base_seed)
+            self._advance(batch, logits, params, results, bar)
+            room -= len(group) * params.n
+            if batch.rows:
+                fresh.append(batch)
+        return fresh
 
     def _row_limit(self, index: int, ids: list[int], params: SamplingParams) -> int:
         if self._max_positions is None:
@@ -296,13 +353,14 @@ class HFEngine:
         return min(params.max_new_tokens, room)
 
     def _take_group(self, queue: deque[int], encoded: list[list[int]], n: int, room: int) -> list[int]:
+        """Prompts prefilled together: similar lengths (padding costs full compute in a prefill),
+        within the row room and the prefill token budget."""
         group = [queue.popleft()]
-        longest = len(encoded[group[0]])
+        width = len(encoded[group[0]])  # the queue runs longest first
         while queue and (len(group) + 1) * n <= room:
-            width = max(longest, len(encoded[queue[0]]))
-            if width * (len(group) + 1) > self.prefill_tokens:
+            following = len(encoded[queue[0]])
+            if following < _PREFILL_PADDING * width or width * (len(group) + 1) > self.prefill_tokens:
                 break
-            longest = width
             group.append(queue.popleft())
         return group
 
@@ -314,24 +372,29 @@ class HFEngine:
         params: SamplingParams,
         base_seed: int,
     ) -> tuple[_Batch, torch.Tensor]:
-        width = max(len(encoded[i]) for i in group)
+        """Encode a group of prompts into a fresh batch; return it with each row's next-token logits.
+
+        The group's common token prefix (system prompt, chat header, few-shot exemplars) is
+        encoded once and shared; each prompt's remainder is then encoded left-padded after it.
+        """
+        prompts = [encoded[i] for i in group]
+        shared = _common_prefix_length(prompts)
+        cache = _BatchCache(self._num_layers)
+        prefix_mask = torch.ones((len(group), shared), dtype=torch.long, device=self.device)
+        if shared:
+            prefix = torch.tensor([prompts[0][:shared]], device=self.device)
+            self._forward(prefix, prefix_mask[:1], torch.arange(shared, device=self.device)[None], cache)
+            cache.repeat_rows(len(group))
+        width = max(len(p) for p in prompts) - shared
         ids = torch.full((len(group), width), self._pad_id, dtype=torch.long)
         mask = torch.zeros((len(group), width), dtype=torch.long)
-        for row, i in enumerate(group):
-            ids[row, width - len(encoded[i]) :] = torch.tensor(encoded[i])
-            mask[row, width - len(encoded[i]) :] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        positions = (mask.cumsum(1) - 1).clamp(min=0)
-        cache = _BatchCache(self._num_layers)
-        out = self.model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions,
-            use_cache=True,
-            logits_to_keep=1,
-            **{self._cache_arg: cache},
-        )
-        logits = out.logits[:, -1, :].float()
+        for row, prompt in enumerate(prompts):
+            rest = prompt[shared:]
+            ids[row, width - len(rest) :] = torch.tensor(rest)
+            mask[row, width - len(rest) :] = 1
+        ids, mask = ids.to(self.device), torch.cat([prefix_mask, mask.to(self.device)], dim=1)
+        positions = (mask.cumsum(1) - 1).clamp(min=0)[:, shared:]
+        logits = self._forward(ids, mask, positions, cache)
         n = params.n
         if n > 1:  # the samples of one prompt share its prefilled cache
             cache.repeat_rows(n)
@@ -344,26 +407,33 @@ class HFEngine:
         pending = torch.zeros(len(rows), dtype=torch.long, device=self.device)
         return _Batch(rows, cache, mask, mask.sum(1), pending), logits
 
+    def _forward(
+        self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: _BatchCache
+    ) -> torch.Tensor:
+        """Run the model on ``ids`` after what ``cache`` holds; the last position's logits (float32)."""
+        out = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+            logits_to_keep=1,
+            **{self._cache_arg: cache},
+        )
+        return out.logits[:, -1, :].float()
+
     def _step(self, batch: _Batch) -> torch.Tensor:
         ones = torch.ones((len(batch.rows), 1), dtype=batch.mask.dtype, device=batch.mask.device)
         batch.mask = torch.cat([batch.mask, ones], dim=1)
-        out = self.model(
-            input_ids=batch.pending[:, None],
-            attention_mask=batch.mask,
-            position_ids=batch.positions[:, None],
-            use_cache=True,
-            logits_to_keep=1,
-            **{self._cache_arg: batch.cache},
-        )
+        logits = self._forward(batch.pending[:, None], batch.mask, batch.positions[:, None], batch.cache)
         batch.positions = batch.positions + 1
-        return out.logits[:, -1, :].float()
+        return logits
 
     def _advance(
         self,
         batch: _Batch,
         logits: torch.Tensor,
         params: SamplingParams,
-        results: list[list[Any]],
+        results: list[dict[int, Completion]],
         bar: Any,
     ) -> None:
         """Sample one token per row, finish the rows that are done and drop them from the batch."""
@@ -375,7 +445,7 @@ class HFEngine:
             if completion is None:
                 keep.append(index)
             else:
-                results[row.prompt].append((row.sample, completion))
+                results[row.prompt][row.sample] = completion
                 if bar is not None:
                     bar.update(1)
         if len(keep) < len(batch.rows):
@@ -410,6 +480,16 @@ class HFEngine:
         from tqdm.auto import tqdm
 
         return tqdm(total=total, desc="generate", unit="seq", dynamic_ncols=True)
+
+
+def _common_prefix_length(prompts: list[list[int]]) -> int:
+    """Tokens all prompts share at their start, leaving each at least one token of its own
+    (the last prompt token's logits start the generation)."""
+    shortest = min(len(p) for p in prompts)
+    length = 0
+    while length < shortest - 1 and all(p[length] == prompts[0][length] for p in prompts):
+        length += 1
+    return length
 
 
 def _row_generator(base_seed: int, prompt: int, sample: int) -> torch.Generator:
