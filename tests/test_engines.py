@@ -192,6 +192,14 @@ def test_eos_ends_a_completion_without_appearing_in_it(engine: HFEngine) -> None
     assert completion.token_ids == reference[:first]
 
 
+def test_a_model_in_training_generates_in_eval_mode_and_stays_in_training(embedded_tokenizer: Any) -> None:
+    model = tiny_causal_lm(embedded_tokenizer, attention_dropout=0.5).train()
+    engine = HFEngine(model, embedded_tokenizer)
+    first = engine.generate(["Hi"], SamplingParams(max_new_tokens=8))[0][0].token_ids
+    assert model.training
+    assert engine.generate(["Hi"], SamplingParams(max_new_tokens=8))[0][0].token_ids == first  # no dropout
+
+
 def test_sampling_params_validation() -> None:
     with pytest.raises(MathforgeError, match="temperature"):
         SamplingParams(temperature=-1)

@@ -5,14 +5,16 @@ whole KV cache at each step; on a CPU that wastes most of the time. This engine 
 forward pass itself (the decode loop is the only hand-written part; model code, attention and
 masks come from transformers):
 
-- prompts are encoded once, sorted by length and admitted into a running batch while there is
-  room, prefilled together with left padding; ``n`` samples per prompt copy the prompt's KV cache
+- prompts are encoded once, sorted by length and prefilled in groups of similar length (padding
+  costs full compute in a prefill); the tokens a group shares at its start (system prompt,
+  few-shot exemplars) are encoded once; ``n`` samples per prompt copy the prompt's KV cache
   instead of re-encoding it;
 - each step decodes one token for every live row; rows that finish (end of sequence, a stop
-  string, the length limit) leave the batch at once, and new prompts take their place;
+  string, the length limit) leave the batch at once, their slots refilled by moving survivors,
+  and new prompts are admitted when a quarter of the batch is free;
 - the KV cache is written in place into buffers that grow by chunks, so a step does not copy it;
 - sampling draws from a per-row random stream seeded by (seed, prompt index, sample index), so a
-  seeded result does not depend on batch size or on which prompts share the batch.
+  seeded result does not depend on which prompts share the batch (up to float rounding).
 """
 
 from __future__ import annotations
@@ -236,7 +238,7 @@ class HFEngine:
             raise MathforgeError(
                 "the hf engine supports full-attention models only; use the vllm engine for this model"
             )
-        self.model = model.eval()
+        self.model = model
         self.tokenizer = tokenizer
         self.device = next(model.parameters()).device
         on_gpu = self.device.type == "cuda"
@@ -276,7 +278,7 @@ class HFEngine:
         lm = AutoModelForCausalLM.from_pretrained(
             path, dtype=resolve_dtype(dtype, device), attn_implementation="sdpa"
         )
-        return cls(lm.to(device), tokenizer, **options)
+        return cls(lm.to(device).eval(), tokenizer, **options)
 
     def encode(self, prompt: str) -> list[int]:
         """Token ids of a rendered prompt (special tokens written in the text are kept as such)."""
@@ -296,6 +298,8 @@ class HFEngine:
         results: list[dict[int, Completion]] = [{} for _ in prompts]
         bar = self._progress_bar(len(prompts) * params.n)
         batch: _Batch | None = None
+        training = self.model.training  # a policy being trained generates in eval mode, then resumes
+        self.model.eval()
         try:
             with torch.inference_mode():
                 while queue or batch is not None:
@@ -314,6 +318,7 @@ class HFEngine:
                         if not batch.rows:
                             batch = None
         finally:
+            self.model.train(training)
             if bar is not None:
                 bar.close()
         return [[done[j] for j in range(params.n)] for done in results]
