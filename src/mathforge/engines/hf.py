@@ -278,7 +278,10 @@ class HFEngine:
         lm = AutoModelForCausalLM.from_pretrained(
             path, dtype=resolve_dtype(dtype, device), attn_implementation="sdpa"
         )
-        return cls(lm.to(device).eval(), tokenizer, **options)
+        lm = lm.to(device).eval()
+        if torch.device(device).type == "cpu":
+            _store_linear_weights_transposed(lm)
+        return cls(lm, tokenizer, **options)
 
     def encode(self, prompt: str) -> list[int]:
         """Token ids of a rendered prompt (special tokens written in the text are kept as such)."""
@@ -485,6 +488,22 @@ class HFEngine:
         from tqdm.auto import tqdm
 
         return tqdm(total=total, desc="generate", unit="seq", dynamic_ncols=True)
+
+
+def _store_linear_weights_transposed(model: Any) -> None:
+    """Keep each linear layer's weight as the transpose of an (in, out) row-major matrix.
+
+    ``F.linear`` computes ``x @ W.T``; with ``W`` stored (out, in) row-major, MKL's CPU matmul
+    takes a path that costs as much at 16-48 rows as at 64 (measured here: 1.1-1.5 ms for a
+    576x1536 layer at every batch size under 64, against 0.25-0.8 ms with the transposed layout).
+    Decoding shrinks the batch as rows finish, so most steps run in that range. Only for models
+    the engine loads itself: a caller's model (a policy in training) keeps its own parameters.
+    A tied output layer gets its own copy, since the input embedding needs the row-major layout.
+    """
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear) and module.weight.is_contiguous():
+            transposed = module.weight.detach().t().contiguous().t()
+            module.weight = torch.nn.Parameter(transposed, requires_grad=False)
 
 
 def _common_prefix_length(prompts: list[list[int]]) -> int:
