@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from typing import TextIO
+
 import typer
 from rich.console import Console
 
@@ -14,8 +18,16 @@ app = typer.Typer(
 )
 
 # Results go to stdout; progress, warnings and errors to stderr so stdout stays pipeable.
-console = Console()
-err_console = Console(stderr=True)
+
+
+def _width(stream: TextIO) -> int | None:
+    """Rich's own width on a terminal or with $COLUMNS; 120 columns in logs and pipes, where
+    the 80 it assumes would wrap result tables."""
+    return None if os.environ.get("COLUMNS") or stream.isatty() else 120
+
+
+console = Console(width=_width(sys.stdout))
+err_console = Console(stderr=True, width=_width(sys.stderr))
 
 
 @app.callback()

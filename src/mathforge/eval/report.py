@@ -249,10 +249,11 @@ def comparison_table(comparison: dict[str, Any]) -> Table:
     table = Table(title="runs compared (%, 95% CI; differences are paired over shared problems)")
     table.add_column("benchmark")
     table.add_column("metric")
+    # A value with its interval reads as one unit: never wrapped (headers may wrap instead).
     for label in runs:
-        table.add_column(label, justify="right")
+        table.add_column(label, justify="right", no_wrap=True)
     for label in runs[1:]:
-        table.add_column(f"{label} - {runs[0]}", justify="right")
+        table.add_column(f"{label} - {runs[0]}", justify="right", no_wrap=True)
     for bench, rows in comparison["benchmarks"].items():
         for metric, row in rows.items():
             table.add_row(bench, metric, *[_with_ci(v) for v in row["values"]], *_diff_texts(row))
