@@ -197,3 +197,23 @@ def test_tir_records_executions_and_rm_scores_give_rm_at_k(tmp_path: Path):
     scores.write_text('{"id": "p/0", "scores": [0.1, 0.9]}\n{"id": "p/1", "scores": [0.5, 0.2]}\n')
     rescored = evaluate(config.model_copy(update={"rm_scores": str(scores)}), tmp_path / "run")
     assert rescored["benchmarks"]["p"]["metrics"]["rm@2"]["value"] == pytest.approx(0.5)
+
+
+def test_eval_with_a_reward_model_directory_scores_every_sample(tiny_model: Path, tmp_path: Path):
+    # `mathforge eval --rm RM_DIR`: each sample carries the RM's score of (rendered prompt,
+    # response), and RM@n is reported.
+    from mathforge.reward import RewardModel
+
+    torch.manual_seed(0)
+    RewardModel.from_base(tiny_model, max_length=256, device="cpu").save_pretrained(tmp_path / "rm")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, _args(tiny_model, out, "--rm", str(tmp_path / "rm"), "--gen-n", "4"))
+    assert result.exit_code == 0, result.output
+    records = RunDirectory(out).store.load()
+    assert len(records) == 4
+    rm = RewardModel.from_pretrained(tmp_path / "rm", dtype=torch.float32, device="cpu")
+    for record in records.values():
+        expected = rm.score([record.prompt] * len(record.samples), [s.response for s in record.samples])
+        assert record.rm_scores == pytest.approx(expected, abs=1e-4)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "rm@2" in metrics["benchmarks"]["generated"]["metrics"]
