@@ -244,3 +244,19 @@ def test_bfloat16_engine_runs(tiny_model_dir: Any) -> None:
     assert engine.model.dtype == torch.bfloat16
     out = engine.generate(PROMPTS, SamplingParams(max_new_tokens=6))
     assert all(len(group[0].token_ids) == 6 for group in out)
+
+
+def test_loaded_engine_packs_the_output_layer_with_the_same_outputs(tiny_model_dir: Any) -> None:
+    # Where torch has MKL (x86), the output layer runs MKL's packed GEMM at every batch size.
+    from mathforge.engines.hf import _PackedLinear
+
+    if not torch.backends.mkl.is_available():
+        pytest.skip("this torch build has no MKL")
+    engine = load_engine("hf", model=str(tiny_model_dir), dtype="float32")
+    head = engine.model.get_output_embeddings()
+    assert isinstance(head, _PackedLinear)
+    plain = torch.nn.functional.linear
+    for rows in (1, 3, 16, 64, 100):
+        hidden = torch.randn(rows, 2, head.weight.shape[1])
+        with torch.inference_mode():
+            torch.testing.assert_close(head(hidden), plain(hidden, head.weight), rtol=1e-5, atol=1e-5)
