@@ -106,7 +106,15 @@ def test_ctrl_c_keeps_finished_lines_and_a_rerun_completes(tmp_path: Path) -> No
     source = _write(tmp_path / "in.jsonl", rows)
     out = tmp_path / "out.jsonl"
     command = [*COMMAND, str(source), "-o", str(out), "--workers", "1"]
-    process = subprocess.Popen(command, cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        command,
+        cwd=REPO,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        # As from a terminal: a suite run as a background job would pass SIGINT on ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 2):
         time.sleep(0.05)
