@@ -499,7 +499,8 @@ def _store_linear_weights_transposed(model: Any) -> None:
     576x1536 layer at every batch size under 64, against 0.25-0.8 ms with the transposed layout).
     Decoding shrinks the batch as rows finish, so most steps run in that range. Only for models
     the engine loads itself: a caller's model (a policy in training) keeps its own parameters.
-    A tied output layer gets its own copy, since the input embedding needs the row-major layout.
+    A tied output layer left unpacked (see :func:`_pack_output_layer`) gets its own copy, since
+    the input embedding needs the row-major layout.
     """
     for module in model.modules():
         if isinstance(module, torch.nn.Linear) and module.weight.is_contiguous():
