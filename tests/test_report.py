@@ -79,7 +79,7 @@ def test_report_renders_for_two_runs(tmp_path: Path):
     assert comparison["benchmarks"]["beta"]["maj@4"]["diffs"][0]["diff"] == pytest.approx(4 / 10)
 
     table = comparison_table(comparison)
-    assert [column.header for column in table.columns][-1] == "after (tir) - before (cot)"
+    assert [column.header for column in table.columns][-1] == "after (tir)\n- before (cot)"
     page = render_html([before, after], comparison)
     assert page.count("data:image/png;base64,") == 3  # accuracy bars + a curve plot per benchmark
     assert "+20.0" in page
@@ -95,7 +95,7 @@ def test_report_cli_writes_html_and_json(tmp_path: Path):
     args = ["report", str(first), str(second), "--html", str(html), "--json", str(data)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "b (cot) - a (cot)" in result.output
+    assert "- a (cot)" in result.output  # the difference column's header: "b (cot)" over "- a (cot)"
     assert html.read_text(encoding="utf-8").startswith("<!doctype html>")
     assert json.loads(data.read_text(encoding="utf-8"))["benchmarks"]["alpha"]["pass@1"]["diffs"][0][
         "diff"

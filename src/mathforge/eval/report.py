@@ -238,7 +238,7 @@ def _diff_texts(row: dict[str, Any]) -> list[str]:
             continue
         text = f"{_signed(diff['diff'])} [{_signed(diff['ci'][0])}, {_signed(diff['ci'][1])}]"
         if not diff["problems"] == row["problems"][0] == row["problems"][index]:
-            text += f" on {diff['problems']} shared"
+            text += f"\non {diff['problems']} shared"  # a line of its own: keeps the column narrow
         texts.append(text)
     return texts
 
@@ -247,14 +247,18 @@ def comparison_table(comparison: dict[str, Any]) -> Table:
     """Benchmark x metric rows, one column per run, then each run's difference from the first."""
     runs = comparison["runs"]
     table = Table(title="runs compared (%, 95% CI; differences are paired over shared problems)")
-    table.add_column("benchmark")
-    table.add_column("metric")
-    # A value with its interval reads as one unit: never wrapped (headers may wrap instead).
+    # Row labels and a value with its interval each read as one unit: never wrapped. A column is
+    # as wide as its longest line, so long texts (a difference's header, its "on N shared") are
+    # split over two lines instead.
+    benches = comparison["benchmarks"]
+    metrics = [metric for rows in benches.values() for metric in rows]
+    table.add_column("benchmark", no_wrap=True, min_width=max(map(len, benches), default=9))
+    table.add_column("metric", no_wrap=True, min_width=max(map(len, metrics), default=6))
     for label in runs:
         table.add_column(label, justify="right", no_wrap=True)
     for label in runs[1:]:
-        table.add_column(f"{label} - {runs[0]}", justify="right", no_wrap=True)
-    for bench, rows in comparison["benchmarks"].items():
+        table.add_column(f"{label}\n- {runs[0]}", justify="right", no_wrap=True)
+    for bench, rows in benches.items():
         for metric, row in rows.items():
             table.add_row(bench, metric, *[_with_ci(v) for v in row["values"]], *_diff_texts(row))
     return table
