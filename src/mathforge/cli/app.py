@@ -17,8 +17,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# Results go to stdout; progress, warnings and errors to stderr so stdout stays pipeable.
-
 
 def _width(stream: TextIO) -> int | None:
     """Rich's own width on a terminal or with $COLUMNS; 120 columns in logs and pipes, where
@@ -26,6 +24,7 @@ def _width(stream: TextIO) -> int | None:
     return None if os.environ.get("COLUMNS") or stream.isatty() else 120
 
 
+# Results go to stdout; progress, warnings and errors to stderr so stdout stays pipeable.
 console = Console(width=_width(sys.stdout))
 err_console = Console(stderr=True, width=_width(sys.stderr))
 

@@ -250,15 +250,13 @@ def comparison_table(comparison: dict[str, Any]) -> Table:
     # Row labels and a value with its interval each read as one unit: never wrapped. A column is
     # as wide as its longest line, so long texts (a difference's header, its "on N shared") are
     # split over two lines instead.
-    benches = comparison["benchmarks"]
-    metrics = [metric for rows in benches.values() for metric in rows]
-    table.add_column("benchmark", no_wrap=True, min_width=max(map(len, benches), default=9))
-    table.add_column("metric", no_wrap=True, min_width=max(map(len, metrics), default=6))
+    table.add_column("benchmark", no_wrap=True)
+    table.add_column("metric", no_wrap=True)
     for label in runs:
         table.add_column(label, justify="right", no_wrap=True)
     for label in runs[1:]:
         table.add_column(f"{label}\n- {runs[0]}", justify="right", no_wrap=True)
-    for bench, rows in benches.items():
+    for bench, rows in comparison["benchmarks"].items():
         for metric, row in rows.items():
             table.add_row(bench, metric, *[_with_ci(v) for v in row["values"]], *_diff_texts(row))
     return table
