@@ -218,14 +218,19 @@ def test_load_engine_from_a_model_directory(tiny_model_dir: Any) -> None:
         load_engine("nope")
 
 
-def test_loaded_engine_stores_linear_weights_transposed_with_the_same_outputs(tiny_model_dir: Any) -> None:
-    # On a CPU the engine re-lays its own model's linear weights (faster matmuls for small
-    # batches); the tokens must equal plain model.generate on the model as saved.
+def test_loaded_engine_relays_its_linear_layers_with_the_same_outputs(tiny_model_dir: Any) -> None:
+    # On a CPU the engine re-lays its own model's linear weights (MKL's packed layout where
+    # torch has MKL, else stored transposed); the tokens must equal plain model.generate on
+    # the model as saved.
     from transformers import AutoModelForCausalLM
 
+    from mathforge.engines.hf import _PackedLinear
+
     engine = load_engine("hf", model=str(tiny_model_dir), dtype="float32")
-    linears = [m for m in engine.model.modules() if isinstance(m, torch.nn.Linear)]
-    assert linears and all(m.weight.t().is_contiguous() for m in linears)
+    layers = [m for m in engine.model.modules() if isinstance(m, torch.nn.Linear | _PackedLinear)]
+    assert len(layers) == 2 * 7 + 1  # two decoder layers of seven projections, and the output layer
+    for layer in layers:
+        assert isinstance(layer, _PackedLinear) or layer.weight.t().is_contiguous()
     assert engine.model.get_input_embeddings().weight.is_contiguous()
     plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
     outputs = engine.generate(PROMPTS, SamplingParams(max_new_tokens=16))
@@ -239,6 +244,19 @@ def test_loaded_engine_stores_linear_weights_transposed_with_the_same_outputs(ti
         assert group[0].token_ids == tokens[:cut]
 
 
+def test_transposed_linear_weights_give_the_same_outputs() -> None:
+    # Layers left unpacked (no MKL, or bfloat16) keep their weights stored transposed.
+    from mathforge.engines.hf import _store_linear_weights_transposed
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8))
+    hidden = torch.randn(5, 16)
+    expected = model(hidden)
+    _store_linear_weights_transposed(model)
+    assert model[0].weight.t().is_contiguous() and model[2].weight.t().is_contiguous()
+    torch.testing.assert_close(model(hidden), expected)
+
+
 def test_bfloat16_engine_runs(tiny_model_dir: Any) -> None:
     engine = load_engine("hf", model=str(tiny_model_dir), dtype="bfloat16")
     assert engine.model.dtype == torch.bfloat16
@@ -246,17 +264,28 @@ def test_bfloat16_engine_runs(tiny_model_dir: Any) -> None:
     assert all(len(group[0].token_ids) == 6 for group in out)
 
 
-def test_loaded_engine_packs_the_output_layer_with_the_same_outputs(tiny_model_dir: Any) -> None:
-    # Where torch has MKL (x86), the output layer runs MKL's packed GEMM at every batch size.
+def test_loaded_engine_packs_its_linear_layers_with_the_same_outputs(tiny_model_dir: Any) -> None:
+    # Where torch has MKL (x86), every float32 linear layer runs MKL's packed GEMM at every batch
+    # size; only the tied output layer keeps a real weight (the input embedding's), the others
+    # a zero-strided placeholder so the weights are not held twice.
+    from transformers import AutoModelForCausalLM
+
     from mathforge.engines.hf import _PackedLinear
 
     if not torch.backends.mkl.is_available():
         pytest.skip("this torch build has no MKL")
     engine = load_engine("hf", model=str(tiny_model_dir), dtype="float32")
+    plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    packed = dict(engine.model.named_modules())
+    originals = {name: m for name, m in plain.named_modules() if isinstance(m, torch.nn.Linear)}
+    assert originals and all(isinstance(packed[name], _PackedLinear) for name in originals)
     head = engine.model.get_output_embeddings()
-    assert isinstance(head, _PackedLinear)
-    plain = torch.nn.functional.linear
-    for rows in (1, 3, 16, 64, 100):
-        hidden = torch.randn(rows, 2, head.weight.shape[1])
-        with torch.inference_mode():
-            torch.testing.assert_close(head(hidden), plain(hidden, head.weight), rtol=1e-5, atol=1e-5)
+    assert head.weight is engine.model.get_input_embeddings().weight
+    for name, original in originals.items():
+        layer = packed[name]
+        if layer is not head:
+            assert layer.weight.shape == original.weight.shape and layer.weight.stride() == (0, 0)
+        for rows in (1, 3, 16, 64, 100):
+            hidden = torch.randn(rows, 2, original.in_features)
+            with torch.inference_mode():
+                torch.testing.assert_close(layer(hidden), original(hidden), rtol=1e-5, atol=1e-5)
