@@ -92,6 +92,38 @@ def test_shared_prompt_prefix_is_encoded_once(engine: HFEngine) -> None:
     assert encoded < sum(len(engine.encode(p)) for p in prompts)
 
 
+def test_the_start_all_prompts_share_is_encoded_once_per_call(engine: HFEngine) -> None:
+    # Several prefill groups (a small prefill budget) all start from the system turn, encoded
+    # once for the call; a group's own common start beyond it is encoded once per group.
+    from mathforge.engines.hf import _common_prefix_length
+    from mathforge.prompts import render_prompt
+
+    questions = [
+        "What is 2 + 2?",
+        "Name a prime number larger than ten.",
+        "What is 2 + 2?",
+        "A train leaves at noon at sixty miles an hour; another leaves an hour later at ninety. "
+        "When do they meet?",
+    ]
+    prompts = [render_prompt(q, engine.tokenizer, "cot") for q in questions]
+    common = _common_prefix_length([engine.encode(p) for p in prompts])
+    small = HFEngine(engine.model, engine.tokenizer, prefill_tokens=96)
+    shapes: list[tuple[int, ...]] = []
+    hook = engine.model.register_forward_pre_hook(
+        lambda module, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
+    )
+    try:
+        outputs = small.generate(prompts, SamplingParams(max_new_tokens=12))
+    finally:
+        hook.remove()
+    for prompt, group in zip(prompts, outputs, strict=True):
+        assert group[0].token_ids == reference_greedy(engine, prompt, 12)
+    assert shapes[0] == (1, common) and shapes.count((1, common)) == 1
+    prefills = [shape for shape in shapes if shape[1] > 1]
+    assert len(prefills) > 3  # the prefix, then more than one group
+    assert sum(rows * width for rows, width in prefills) < sum(len(small.encode(p)) for p in prompts)
+
+
 def test_rows_leave_the_batch_at_different_lengths(embedded_tokenizer: Any) -> None:
     # Per-row limits differ when prompts fill the context: short rows finish, long ones go on,
     # and each still matches its unbatched generation.

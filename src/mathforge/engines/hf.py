@@ -6,9 +6,9 @@ forward pass itself (the decode loop is the only hand-written part; model code, 
 masks come from transformers):
 
 - prompts are encoded once, sorted by length and prefilled in groups of similar length (padding
-  costs full compute in a prefill); the tokens a group shares at its start (system prompt,
-  few-shot exemplars) are encoded once; ``n`` samples per prompt copy the prompt's KV cache
-  instead of re-encoding it;
+  costs full compute in a prefill); the tokens all prompts share at their start (system prompt,
+  few-shot exemplars) are encoded once per call, those a group shares beyond that once per
+  group; ``n`` samples per prompt copy the prompt's KV cache instead of re-encoding it;
 - each step decodes one token for every live row; rows that finish (end of sequence, a stop
   string, the length limit) leave the batch at once, their slots refilled by moving survivors,
   and new prompts are admitted when a quarter of the batch is free;
@@ -102,6 +102,13 @@ class _GrowingLayer(DynamicLayer):
     def repeat_rows(self, repeats: int) -> None:
         self._set(self._repeat(self.keys, repeats), self._repeat(self.values, repeats), self.length)
 
+    def repeated(self, repeats: int) -> _GrowingLayer:
+        """A new layer holding each of our rows ``repeats`` times; ours is left as it is."""
+        layer = _GrowingLayer()
+        layer.device, layer.is_initialized = self.device, True
+        layer._set(self._repeat(self.keys, repeats), self._repeat(self.values, repeats), self.length)
+        return layer
+
     def _repeat(self, t: torch.Tensor, repeats: int) -> torch.Tensor:
         out = self._alloc(t, t.shape[-2], t.shape[0] * repeats)
         out[:, :, : t.shape[-2]] = t.repeat_interleave(repeats, dim=0)
@@ -132,8 +139,12 @@ class _GrowingLayer(DynamicLayer):
 class _BatchCache(Cache):
     """A transformers ``Cache`` of growing layers, with the batch surgery continuous batching needs."""
 
-    def __init__(self, num_layers: int) -> None:
-        super().__init__(layers=[_GrowingLayer() for _ in range(num_layers)])
+    def __init__(self, layers: list[_GrowingLayer]) -> None:
+        super().__init__(layers=layers)
+
+    @classmethod
+    def empty(cls, num_layers: int) -> _BatchCache:
+        return cls([_GrowingLayer() for _ in range(num_layers)])
 
     def move_rows(self, sources: list[int], targets: list[int], rows: int) -> None:
         device = self.layers[0].keys.device
@@ -145,6 +156,10 @@ class _BatchCache(Cache):
     def repeat_rows(self, repeats: int) -> None:
         for layer in self.layers:
             layer.repeat_rows(repeats)
+
+    def repeated(self, repeats: int) -> _BatchCache:
+        """A new cache holding each of our rows ``repeats`` times; ours is left as it is."""
+        return _BatchCache([layer.repeated(repeats) for layer in self.layers])
 
     def drop_left(self, columns: int) -> None:
         for layer in self.layers:
@@ -302,10 +317,16 @@ class HFEngine:
         results: list[dict[int, Completion]] = [{} for _ in prompts]
         bar = self._progress_bar(len(prompts) * params.n)
         batch: _Batch | None = None
+        prefix: _BatchCache | None = None
         training = self.model.training  # a policy being trained generates in eval mode, then resumes
         self.model.eval()
         try:
             with torch.inference_mode():
+                # The start all prompts share (system prompt, chat header, few-shot exemplars) is
+                # encoded once for the whole call, not once per prefill group.
+                common = _common_prefix_length(encoded) if encoded else 0
+                if common:
+                    prefix = self._encode_prefix(encoded[0][:common])
                 while queue or batch is not None:
                     live = len(batch.rows) if batch is not None else 0
                     # Refill when a sizeable share of the batch is free (or it is empty): prefilling
@@ -313,7 +334,9 @@ class HFEngine:
                     if queue and (
                         live == 0 or self.max_batch_size - live >= max(params.n, self.max_batch_size // 4)
                     ):
-                        fresh = self._admit(queue, encoded, limits, params, base_seed, live, results, bar)
+                        fresh = self._admit(
+                            queue, encoded, limits, params, base_seed, live, results, bar, prefix
+                        )
                         parts = ([batch] if batch is not None else []) + fresh
                         batch = _Batch.combine(parts) if parts else None
                     else:
@@ -337,6 +360,7 @@ class HFEngine:
         live: int,
         results: list[dict[int, Completion]],
         bar: Any,
+        prefix: _BatchCache | None,
     ) -> list[_Batch]:
         """Prefill prompts from the queue while there is room; their first tokens are sampled."""
         fresh: list[_Batch] = []
@@ -344,7 +368,7 @@ class HFEngine:
         # At least one prompt when the batch is empty, even if its n samples exceed the batch size.
         while queue and (room >= params.n or (live == 0 and not fresh)):
             group = self._take_group(queue, encoded, params.n, room)
-            batch, logits = self._prefill(group, encoded, limits, params, base_seed)
+            batch, logits = self._prefill(group, encoded, limits, params, base_seed, prefix)
             self._advance(batch, logits, params, results, bar)
             room -= len(group) * params.n
             if batch.rows:
@@ -380,20 +404,27 @@ class HFEngine:
         limits: list[int],
         params: SamplingParams,
         base_seed: int,
+        prefix: _BatchCache | None,
     ) -> tuple[_Batch, torch.Tensor]:
         """Encode a group of prompts into a fresh batch; return it with each row's next-token logits.
 
-        The group's common token prefix (system prompt, chat header, few-shot exemplars) is
-        encoded once and shared; each prompt's remainder is then encoded left-padded after it.
+        The group's common token prefix is encoded once and shared, starting from ``prefix`` (the
+        start all prompts of the call share, already encoded); each prompt's remainder is then
+        encoded left-padded after it.
         """
         prompts = [encoded[i] for i in group]
         shared = _common_prefix_length(prompts)
-        cache = _BatchCache(self._num_layers)
+        start = prefix.get_seq_length() if prefix is not None else 0
         prefix_mask = torch.ones((len(group), shared), dtype=torch.long, device=self.device)
-        if shared:
-            prefix = torch.tensor([prompts[0][:shared]], device=self.device)
-            self._forward(prefix, prefix_mask[:1], torch.arange(shared, device=self.device)[None], cache)
-            cache.repeat_rows(len(group))
+        if shared == start and prefix is not None:
+            cache = prefix.repeated(len(group))
+        else:
+            cache = prefix.repeated(1) if prefix is not None else _BatchCache.empty(self._num_layers)
+            if shared:
+                own = torch.tensor([prompts[0][start:shared]], device=self.device)
+                positions = torch.arange(start, shared, device=self.device)[None]
+                self._forward(own, prefix_mask[:1], positions, cache)
+                cache.repeat_rows(len(group))
         width = max(len(p) for p in prompts) - shared
         ids = torch.full((len(group), width), self._pad_id, dtype=torch.long)
         mask = torch.zeros((len(group), width), dtype=torch.long)
@@ -415,6 +446,14 @@ class HFEngine:
         ]
         pending = torch.zeros(len(rows), dtype=torch.long, device=self.device)
         return _Batch(rows, cache, mask, mask.sum(1), pending), logits
+
+    def _encode_prefix(self, ids: list[int]) -> _BatchCache:
+        """A one-row cache holding ``ids`` encoded."""
+        cache = _BatchCache.empty(self._num_layers)
+        tokens = torch.tensor([ids], device=self.device)
+        positions = torch.arange(len(ids), device=self.device)[None]
+        self._forward(tokens, torch.ones_like(tokens), positions, cache)
+        return cache
 
     def _forward(
         self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: _BatchCache
