@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -47,6 +49,19 @@ def reference_greedy(engine: HFEngine, prompt: str, max_new_tokens: int) -> list
     return tokens
 
 
+@contextlib.contextmanager
+def forward_input_shapes(model: Any) -> Iterator[list[tuple[int, ...]]]:
+    """The ``input_ids`` shape of every forward pass ``model`` runs inside the block."""
+    shapes: list[tuple[int, ...]] = []
+    hook = model.register_forward_pre_hook(
+        lambda module, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
+    )
+    try:
+        yield shapes
+    finally:
+        hook.remove()
+
+
 def test_greedy_batch_matches_unbatched_generate_in_prompt_order(engine: HFEngine) -> None:
     # Prompts of very different lengths are sorted and padded internally; results come back in
     # input order and equal each prompt generated alone.
@@ -75,14 +90,8 @@ def test_shared_prompt_prefix_is_encoded_once(engine: HFEngine) -> None:
 
     questions = ["What is 2 + 2?", "Name a prime number larger than ten.", "What is 2 + 2?", "Why?"]
     prompts = [render_prompt(q, engine.tokenizer, "cot") for q in questions] + ["Hi", "Hi there"]
-    shapes: list[tuple[int, ...]] = []
-    hook = engine.model.register_forward_pre_hook(
-        lambda module, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
-    )
-    try:
+    with forward_input_shapes(engine.model) as shapes:
         outputs = engine.generate(prompts, SamplingParams(max_new_tokens=12))
-    finally:
-        hook.remove()
     for prompt, group in zip(prompts, outputs, strict=True):
         assert group[0].token_ids == reference_greedy(engine, prompt, 12)
     # The chat prompts' common system turn went through the model once, as a single row.
@@ -108,14 +117,8 @@ def test_the_start_all_prompts_share_is_encoded_once_per_call(engine: HFEngine) 
     prompts = [render_prompt(q, engine.tokenizer, "cot") for q in questions]
     common = _common_prefix_length([engine.encode(p) for p in prompts])
     small = HFEngine(engine.model, engine.tokenizer, prefill_tokens=96)
-    shapes: list[tuple[int, ...]] = []
-    hook = engine.model.register_forward_pre_hook(
-        lambda module, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
-    )
-    try:
+    with forward_input_shapes(engine.model) as shapes:
         outputs = small.generate(prompts, SamplingParams(max_new_tokens=12))
-    finally:
-        hook.remove()
     for prompt, group in zip(prompts, outputs, strict=True):
         assert group[0].token_ids == reference_greedy(engine, prompt, 12)
     assert shapes[0] == (1, common) and shapes.count((1, common)) == 1
