@@ -597,10 +597,12 @@ def _pack_linear_layers(model: Any) -> None:
             for name, linear in list(parent.named_children()):
                 if type(linear) is not torch.nn.Linear or linear.weight.dtype != torch.float32:
                     continue
+                shape = (linear.in_features, linear.out_features, linear.bias is not None)
+                if verdicts.get(shape) is False:
+                    continue
                 weight = linear.weight.detach().contiguous()
                 packed = mkl._mkl_reorder_linear_weight(weight, 64)
                 candidate = _PackedLinear(linear, packed, shared=linear.weight is tied)
-                shape = (linear.in_features, linear.out_features, linear.bias is not None)
                 if shape not in verdicts:
                     verdicts[shape] = _same_outputs(candidate, linear)
                 if verdicts[shape]:
