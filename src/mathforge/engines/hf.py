@@ -573,11 +573,11 @@ class _PackedLinear(torch.nn.Module):
         self.packed = packed
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        rows = hidden.reshape(-1, hidden.shape[-1]).contiguous()
+        hidden = hidden.contiguous()
         # The last argument says how many rows the weight was packed for; the op computes with the
-        # packed copy only when it equals the rows given, so pass the rows given.
-        out = torch.ops.mkl._mkl_linear(rows, self.packed, self.weight, self.bias, rows.shape[0])
-        return out.reshape(*hidden.shape[:-1], out.shape[-1])
+        # packed copy only when it equals the rows given (all leading dimensions), so pass those.
+        rows = hidden.numel() // hidden.shape[-1]
+        return torch.ops.mkl._mkl_linear(hidden, self.packed, self.weight, self.bias, rows)
 
 
 def _pack_linear_layers(model: Any) -> None:
