@@ -414,17 +414,10 @@ class HFEngine:
         """
         prompts = [encoded[i] for i in group]
         shared = _common_prefix_length(prompts)
-        start = prefix.get_seq_length() if prefix is not None else 0
+        if shared > (prefix.get_seq_length() if prefix is not None else 0):
+            prefix = self._encode_prefix(prompts[0][:shared], after=prefix)
+        cache = prefix.repeated(len(group)) if prefix is not None else _BatchCache.empty(self._num_layers)
         prefix_mask = torch.ones((len(group), shared), dtype=torch.long, device=self.device)
-        if shared == start and prefix is not None:
-            cache = prefix.repeated(len(group))
-        else:
-            cache = prefix.repeated(1) if prefix is not None else _BatchCache.empty(self._num_layers)
-            if shared:
-                own = torch.tensor([prompts[0][start:shared]], device=self.device)
-                positions = torch.arange(start, shared, device=self.device)[None]
-                self._forward(own, prefix_mask[:1], positions, cache)
-                cache.repeat_rows(len(group))
         width = max(len(p) for p in prompts) - shared
         ids = torch.full((len(group), width), self._pad_id, dtype=torch.long)
         mask = torch.zeros((len(group), width), dtype=torch.long)
@@ -447,12 +440,14 @@ class HFEngine:
         pending = torch.zeros(len(rows), dtype=torch.long, device=self.device)
         return _Batch(rows, cache, mask, mask.sum(1), pending), logits
 
-    def _encode_prefix(self, ids: list[int]) -> _BatchCache:
-        """A one-row cache holding ``ids`` encoded."""
-        cache = _BatchCache.empty(self._num_layers)
-        tokens = torch.tensor([ids], device=self.device)
-        positions = torch.arange(len(ids), device=self.device)[None]
-        self._forward(tokens, torch.ones_like(tokens), positions, cache)
+    def _encode_prefix(self, ids: list[int], after: _BatchCache | None = None) -> _BatchCache:
+        """A one-row cache holding ``ids`` encoded; ``after`` (left as it is) holds their start."""
+        start = after.get_seq_length() if after is not None else 0
+        cache = after.repeated(1) if after is not None else _BatchCache.empty(self._num_layers)
+        tokens = torch.tensor([ids[start:]], device=self.device)
+        positions = torch.arange(start, len(ids), device=self.device)[None]
+        mask = torch.ones((1, len(ids)), dtype=torch.long, device=self.device)
+        self._forward(tokens, mask, positions, cache)
         return cache
 
     def _forward(
