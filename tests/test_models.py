@@ -16,7 +16,6 @@ from mathforge.cli.app import app
 from mathforge.errors import MathforgeError
 from mathforge.models import KNOWN_MODELS, list_models, resolve_model
 from mathforge.models import embedded as embedded_module
-from mathforge.models.loading import cpu_has_fast_bf16, resolve_dtype
 
 
 def test_materialised_embedded_model_is_a_plain_model_directory(embedded_dir: Path) -> None:
@@ -110,13 +109,6 @@ def test_a_crash_during_conversion_leaves_nothing_behind(
     with pytest.raises(KeyboardInterrupt):
         resolve_model("smollm2-135m")
     assert [p.name for p in (fresh_home / "models").iterdir()] == [".smollm2-135m.lock"]
-
-
-def test_dtype_choice() -> None:
-    assert resolve_dtype("float32", "cpu") == torch.float32
-    assert resolve_dtype("auto", "cpu") == (torch.bfloat16 if cpu_has_fast_bf16() else torch.float32)
-    with pytest.raises(MathforgeError, match="unknown dtype"):
-        resolve_dtype("float8", "cpu")
 
 
 def test_load_causal_lm_from_a_directory(tiny_model_dir: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -21,6 +22,7 @@ from mathforge.reward.training import (  # noqa: E402
     split_groups,
     train_reward_model,
 )
+from mathforge.runtime import force_cpu_bf16  # noqa: E402
 from test_reward_model import build_base_model, synthetic_groups, write_jsonl  # noqa: E402
 
 
@@ -56,14 +58,20 @@ def _held_out_accuracy(model: RewardModel, groups: list[RankedGroup]) -> float:
     return ranking_metrics(scores, [group.correct for group in groups])["pairwise_accuracy"]
 
 
-def test_a_tiny_rm_learns_the_signal(workdir: Path) -> None:
-    cfg = _config(workdir, "rm")
+@pytest.mark.parametrize("native_bf16", [False, True], ids=["float32", "bf16-autocast"])
+def test_a_tiny_rm_learns_the_signal(workdir: Path, native_bf16: bool) -> None:
+    # Both CPU precision paths train on any machine (bf16 is emulated, slower, where not native).
+    cfg = _config(workdir, f"rm-{native_bf16}")
     _, held_out = split_groups(read_groups(cfg.data), cfg.eval_fraction, cfg.seed)
     torch.manual_seed(cfg.seed)
     untrained = RewardModel.from_base(cfg.base, max_length=cfg.max_length, device="cpu")
     assert _held_out_accuracy(untrained, held_out) < 0.8
 
-    result = train_reward_model(cfg)
+    with force_cpu_bf16(native_bf16):
+        result = train_reward_model(cfg)
+    assert json.loads((Path(cfg.out) / "train_config.json").read_text())["dtype"] == (
+        "bfloat16" if native_bf16 else "float32"
+    )
     assert result.steps == 30
     assert (result.train_problems, result.eval_problems) == (60, 20)
     assert result.metrics["pairwise_accuracy"] > 0.9

@@ -277,25 +277,29 @@ class HFEngine:
         dtype: str = "auto",
         device: str | None = None,
         threads: int | None = None,
+        pack_linear: bool = True,
         **options: Any,
     ) -> HFEngine:
-        """Load a model by name, directory or hub id; ``dtype="auto"`` picks bf16 where it is fast."""
+        """Load a model by name, directory or hub id; ``dtype="auto"`` picks bf16 where it is fast.
+
+        ``pack_linear``: on CPU, run float32 linear layers on MKL's packed GEMM where this torch
+        has it (same outputs, faster); off keeps plain layers (the baseline, and a check).
+        """
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from mathforge.models import resolve_model
-        from mathforge.models.loading import default_device, resolve_dtype
+        from mathforge.runtime import placement
 
         if threads:
             torch.set_num_threads(threads)
-        device = device or default_device()
+        where = placement(device, dtype)
         path = resolve_model(model)
         tokenizer = AutoTokenizer.from_pretrained(path)
-        lm = AutoModelForCausalLM.from_pretrained(
-            path, dtype=resolve_dtype(dtype, device), attn_implementation="sdpa"
-        )
-        lm = lm.to(device).eval()
-        if torch.device(device).type == "cpu":
-            _pack_linear_layers(lm)  # first: a tied output layer then needs no copy of its own
+        lm = AutoModelForCausalLM.from_pretrained(path, dtype=where.dtype, attn_implementation="sdpa")
+        lm = lm.to(where.device).eval()
+        if where.device.type == "cpu":
+            if pack_linear:
+                _pack_linear_layers(lm)  # first: a tied output layer then needs no copy of its own
             _store_linear_weights_transposed(lm)  # the layers left unpacked
         return cls(lm, tokenizer, **options)
 

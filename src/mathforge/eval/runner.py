@@ -198,7 +198,7 @@ def _load_generation(config: EvalConfig, scorer: Scorer | None) -> _Generation:
     if scorer is None and config.rm:
         from mathforge.reward import RewardModel
 
-        scorer = RewardModel.from_pretrained(config.rm)
+        scorer = RewardModel.from_pretrained(config.rm, dtype=config.engine_options.get("dtype", "auto"))
     return _Generation(config, engine, sandbox, scorer)
 
 

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from mathforge.errors import MathforgeError
+from mathforge.runtime import placement, resolve_device
 
 REWARD_CONFIG_NAME = "reward_config.json"
 _HEAD_PREFIXES = ("head.", "score.")
@@ -48,23 +49,6 @@ def closing_text(tokenizer: PreTrainedTokenizerBase) -> str:
         if isinstance(rendered, str) and _END_MARKER in rendered:
             return rendered.split(_END_MARKER, 1)[1].strip()
     return tokenizer.eos_token or ""
-
-
-def bf16_is_fast(device: torch.device) -> bool:
-    """Whether bfloat16 matmuls beat float32 here: on CUDA with bf16 support, on CPUs with AVX512-BF16 or AMX.
-
-    Without those instructions (many cloud Xeons) CPU bf16 is emulated and about 3x slower than float32.
-    """
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private but stable since torch 2.3
-        return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
-    return False
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def pad_right(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,7 +106,7 @@ class RewardModel(nn.Module):
         model = cls(
             backbone, tokenizer, RewardFormat(end_text=closing_text(tokenizer), max_length=max_length)
         )
-        return model.to(torch.device(device) if device is not None else default_device())
+        return model.to(resolve_device(device))
 
     @classmethod
     def from_pretrained(
@@ -134,9 +118,7 @@ class RewardModel(nn.Module):
     ) -> RewardModel:
         """Load an RM directory; ``dtype="auto"``: bfloat16 where it is fast on ``device``, else float32."""
         path = Path(path)
-        target = torch.device(device) if device is not None else default_device()
-        if dtype == "auto":
-            dtype = torch.bfloat16 if bf16_is_fast(target) else torch.float32
+        where = placement(device, dtype)
         fmt_file = path / REWARD_CONFIG_NAME
         config_file = path / "config.json"
         if not config_file.is_file():
@@ -154,10 +136,10 @@ class RewardModel(nn.Module):
             fmt_fields = {}  # a Qwen2.5-Math-RM checkpoint: its chat template gives the end token
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         fmt = RewardFormat(**{"end_text": closing_text(tokenizer), **fmt_fields})
-        backbone = _load_backbone(path, dtype)
+        backbone = _load_backbone(path, where.dtype)
         model = cls(backbone, tokenizer, fmt)
         model.head.load_state_dict(_load_head(path), strict=True)
-        return model.to(target).eval()
+        return model.to(where.device).eval()
 
     def save_pretrained(
         self,

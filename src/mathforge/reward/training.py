@@ -33,9 +33,10 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from mathforge.errors import MathforgeError
 from mathforge.reward.loss import listwise_loss
-from mathforge.reward.model import RewardModel, bf16_is_fast, default_device, pad_right
+from mathforge.reward.model import RewardModel, pad_right
 from mathforge.reward.ranking import ranking_metrics
 from mathforge.reward.records import RankedGroup, read_groups
+from mathforge.runtime import Placement, environment, placement
 
 CONFIG_FILE = "train_config.json"
 METRICS_FILE = "metrics.json"
@@ -266,14 +267,24 @@ def split_groups(
     return train, [group for index, group in enumerate(groups) if index in held_out]
 
 
-def _check_config(out: Path, cfg: RewardTrainingConfig, overwrite: bool) -> None:
-    """Refuse to resume a run directory that was started with different training settings."""
+def training_placement(cfg: RewardTrainingConfig) -> Placement:
+    """Device and compute dtype: bf16 autocast where native (``cfg.bf16=None``), or as ``cfg.bf16`` says."""
+    dtype = "auto" if cfg.bf16 is None else ("bfloat16" if cfg.bf16 else "float32")
+    return placement(None, dtype)
+
+
+def _check_config(out: Path, cfg: RewardTrainingConfig, where: Placement, overwrite: bool) -> None:
+    """Refuse to resume a run directory that was started with different training settings.
+
+    The resolved precision counts too: a run begun in float32 is not continued under bf16 on a
+    machine whose CPU has it.
+    """
     saved_file = out / CONFIG_FILE
     if not saved_file.is_file() or overwrite:
         return
     saved = json.loads(saved_file.read_text(encoding="utf-8"))
-    current = asdict(cfg)
-    changed = [key for key in _RESULT_FIELDS if saved.get(key) != current.get(key)]
+    current = {**asdict(cfg), **where.describe()}
+    changed = [key for key in (*_RESULT_FIELDS, "device", "dtype") if saved.get(key) != current.get(key)]
     if changed:
         details = ", ".join(f"{key}: {saved.get(key)!r} -> {current.get(key)!r}" for key in changed)
         raise MathforgeError(
@@ -290,7 +301,8 @@ def train_reward_model(
     ``cfg.out/checkpoints``.
     """
     out = Path(cfg.out)
-    _check_config(out, cfg, overwrite)
+    where = training_placement(cfg)
+    _check_config(out, cfg, where, overwrite)
     checkpoints = out / CHECKPOINT_DIR
     if overwrite and checkpoints.is_dir():
         for checkpoint in checkpoints.glob("checkpoint-*"):
@@ -311,7 +323,8 @@ def train_reward_model(
         raise MathforgeError(f"{cfg.data}: no problem with both a correct and a wrong response to train on")
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / CONFIG_FILE).write_text(json.dumps(asdict(cfg), indent=2) + "\n", encoding="utf-8")
+    saved = {**asdict(cfg), **where.describe(), "environment": environment()}
+    (out / CONFIG_FILE).write_text(json.dumps(saved, indent=2) + "\n", encoding="utf-8")
 
     torch.manual_seed(cfg.seed)  # the head's initialisation
     model = RewardModel.from_base(cfg.base, max_length=cfg.max_length, dtype=torch.float32, device="cpu")
@@ -319,7 +332,6 @@ def train_reward_model(
         model.train_top_layers(cfg.train_layers)
     train_set = GroupDataset(model, train_groups)
     eval_set = GroupDataset(model, eval_groups) if eval_groups else None
-    use_bf16 = bf16_is_fast(default_device()) if cfg.bf16 is None else cfg.bf16
     eval_steps = cfg.eval_steps or cfg.save_steps
     args = TrainingArguments(
         output_dir=str(checkpoints),
@@ -332,7 +344,7 @@ def train_reward_model(
         weight_decay=cfg.weight_decay,
         warmup_steps=cfg.warmup,
         lr_scheduler_type="cosine",
-        bf16=use_bf16,
+        **where.trainer_arguments(),
         activation_checkpointing=cfg.gradient_checkpointing,
         logging_steps=cfg.logging_steps,
         save_strategy="steps",
