@@ -30,9 +30,18 @@ def read_jsonl_lenient(path: str | Path) -> Iterator[tuple[int, dict[str, Any] |
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError(path, "file not found")
-    with path.open(encoding="utf-8") as handle:
-        for number, raw in enumerate(handle, start=1):
+        raise InputError(path, "file not found" if not path.exists() else "not a regular file")
+    # Lines are decoded one by one so a non-UTF-8 (binary) line is a located input error, not a crash.
+    with path.open("rb") as handle:
+        for number, raw_bytes in enumerate(handle, start=1):
+            try:
+                raw = raw_bytes.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield (
+                    number,
+                    InputError(path, f"not UTF-8 text (byte {exc.start + 1} of the line)", line=number),
+                )
+                continue
             if not raw.strip():
                 continue
             try:

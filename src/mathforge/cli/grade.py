@@ -219,7 +219,7 @@ def _read_done(path: Path) -> dict[str, dict[str, Any]]:
 def _count_rows(path: Path) -> int:
     if not path.is_file():
         raise InputError(path, "file not found")
-    with path.open(encoding="utf-8") as handle:
+    with path.open("rb") as handle:  # bytes: a non-UTF-8 line is reported where it is parsed
         return sum(1 for raw in handle if raw.strip())
 
 
