@@ -31,6 +31,11 @@ FREE_FORM = [
     ("The answer is: 1,250 dollars.", "1250"),
     ("The answer is 3.5.", "3.5"),
     ("The answer is Evelyn.", "Evelyn"),
+    # a phrase that comments on the answer is none: the clear number wins
+    ("12*7 = 84, so each box holds 84. The answer is within the specified range.", "84"),
+    ("So 3 + 4 = 7. The answer is shown below.", "7"),
+    ("The answer is all real numbers.", "all real numbers"),
+    ("The answer is no solution.", "no solution"),
     # Chinese, full-width punctuation
     ("所以答案是 12。", "12"),
     ("因此答案为：$\\frac{1}{2}$", "\\frac{1}{2}"),

@@ -26,6 +26,13 @@ _LEADING_NUMBER = re.compile(
     r"^(\\?\$?\s*-?\$?\s*(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?\s*(?:\\?%)?)\s+[A-Za-z]"
 )
 _PROSE_WORD = re.compile(r"\b[A-Za-z]{3,}\b")
+# Words that open a comment about the answer, not an answer ("the answer is within the range",
+# "... is shown below", "... is correct"): such a phrase yields nothing, so a clear number wins.
+_NOT_AN_ANSWER = re.compile(
+    r"(?i)^(?:within|in|on|at|as|from|to|for|by|above|below|shown|given|found|provided|stated|"
+    r"correct|incorrect|right|wrong|clear|obvious|simple|straightforward|that|this|these|those|"
+    r"because|since|based|determined|calculated|computed|therefore|thus|then|here|there|not)\b"
+)
 _THOUSANDS = re.compile(r"-?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?")
 _COMMAND = re.compile(r"\\[a-zA-Z]+")
 _WORD = re.compile(r"[A-Za-z]{2,}")
@@ -106,9 +113,12 @@ def _phrase(rest: str) -> str | None:
     if leading:  # "18 dollars per day", "5 apples"
         return _clean(leading.group(1)).replace(",", "")
     if "\\" not in rest and len(_PROSE_WORD.findall(rest)) >= 2:
-        # A sentence ("that she has 5 apples left"): its first number is the answer.
+        # A sentence ("that she has 5 apples left"): its first number is the answer; without a
+        # number it is the answer ("all real numbers") unless it comments on one.
         numbers = _NUMBER.findall(rest)
-        return numbers[0].replace(",", "") if numbers else rest
+        if numbers:
+            return numbers[0].replace(",", "")
+        return None if _NOT_AN_ANSWER.match(rest) else rest
     return rest
 
 
