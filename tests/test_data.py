@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,29 @@ def test_bench_lists():
     assert split_bench_list("gsm8k, math500,gsm8k,") == ["gsm8k", "math500"]
     with pytest.raises(MathforgeError):
         split_bench_list(" , ")
+
+
+def test_an_offline_hub_fails_at_once_with_the_data_dir_advice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mathforge.data import loaders
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    loaders.hub_reachable.cache_clear()
+    try:
+        with pytest.raises(MathforgeError, match=r"hub cannot be reached.*--data-dir"):
+            loaders.load_benchmark("math", tmp_path)
+    finally:
+        loaders.hub_reachable.cache_clear()
+
+
+def test_data_list_says_when_the_data_dir_is_missing(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-c", "from mathforge.cli import main; main()", "data", "list"]
+    given = subprocess.run([*command, "--data-dir", str(tmp_path / "nope")], capture_output=True, text=True)
+    assert given.returncode == 2 and "no such directory" in given.stderr
+    env = {**os.environ, "MATHFORGE_DATA_DIR": str(tmp_path / "absent")}
+    default = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert default.returncode == 0 and "does not exist" in default.stderr

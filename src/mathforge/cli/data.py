@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from mathforge.cli.app import app, console, err_console
+from mathforge.errors import MathforgeError
 
 data_app = typer.Typer(help="Benchmarks and generated problems.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -25,6 +26,13 @@ def list_benchmarks(
     from mathforge.data import BENCHMARKS, default_data_dir
 
     base = data_dir or default_data_dir()
+    if not base.is_dir():
+        if data_dir is not None:
+            raise MathforgeError(f"{base}: no such directory (--data-dir)")
+        err_console.print(
+            f"[yellow]note:[/] {base} does not exist, so no local benchmark files are found; "
+            "pass --data-dir DIR or set MATHFORGE_DATA_DIR"
+        )
     table = Table(title=f"benchmarks (local files looked up in {base})")
     for column in ("name", "answers", "choice", "few-shot", "breakdown by", "local", "hub"):
         table.add_column(column)

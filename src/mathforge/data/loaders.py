@@ -6,6 +6,7 @@ ids, and turns a missing file or a bad row into one line naming the path, line a
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,6 +22,7 @@ DATA_DIR_ENV = "MATHFORGE_DATA_DIR"
 DEFAULT_FIELD_MAP = {"question": "question", "answer": "answer"}
 # Fields a custom file may map besides question and answer; other mapped names become metadata.
 _ID_KEYS = ("id", "idx", "unique_id")
+_OFFLINE_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 
 
 def default_data_dir() -> Path:
@@ -99,8 +101,32 @@ def load_benchmark(
     )
 
 
+@functools.cache
+def hub_reachable() -> bool:
+    """Whether the Hugging Face hub answers within a few seconds (never, when set offline).
+
+    Asked once per process before any hub load: without it, ``datasets`` spends ~30 s on
+    retries on an offline machine before it fails.
+    """
+    if any(os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on") for name in _OFFLINE_ENV):
+        return False
+    import httpx
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    try:
+        httpx.head(endpoint, timeout=3.0)
+    except httpx.HTTPError:
+        return False
+    return True
+
+
 def _load_from_hub(bench: Benchmark, split: str, limit: int | None, looked_at: Path) -> list[Problem]:
     assert bench.hub is not None
+    if not hub_reachable():
+        raise MathforgeError(
+            f"{bench.name}: no file at {looked_at} and the Hugging Face hub cannot be reached (offline); "
+            f"pass --data-dir DIR (a folder holding {bench.name}/{split}.jsonl) or set {DATA_DIR_ENV}"
+        )
     try:
         from datasets import load_dataset
 
