@@ -28,11 +28,27 @@ def read_jsonl_lenient(path: str | Path) -> Iterator[tuple[int, dict[str, Any] |
 
     Used by ``--skip-bad`` modes, which count and report bad lines instead of stopping.
     """
+    for number, _, obj in read_jsonl_raw(path):
+        yield number, obj
+
+
+def read_jsonl_raw(path: str | Path) -> Iterator[tuple[int, str, dict[str, Any] | InputError]]:
+    """``(line_number, raw_line, object or its InputError)`` per non-blank line.
+
+    Filters that pass lines through unchanged write ``raw_line`` back byte for byte. Lines are
+    decoded one by one, so a file that is not UTF-8 fails on the line that is not.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "file not found")
-    with path.open(encoding="utf-8") as handle:
-        for number, raw in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for number, data in enumerate(handle, start=1):
+            try:
+                raw = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                problem = f"not UTF-8 text (byte 0x{data[exc.start]:02x} at column {exc.start + 1})"
+                yield number, "", InputError(path, problem, line=number)
+                continue
             if not raw.strip():
                 continue
             try:
@@ -40,16 +56,18 @@ def read_jsonl_lenient(path: str | Path) -> Iterator[tuple[int, dict[str, Any] |
             except json.JSONDecodeError as exc:
                 yield (
                     number,
+                    raw,
                     InputError(path, f"not valid JSON ({exc.msg} at column {exc.colno})", line=number),
                 )
                 continue
             if not isinstance(obj, dict):
                 yield (
                     number,
+                    raw,
                     InputError(path, f"expected a JSON object, got {type(obj).__name__}", line=number),
                 )
                 continue
-            yield number, obj
+            yield number, raw, obj
 
 
 def read_ids(path: str | Path, key: str = "id") -> set[str]:
