@@ -127,12 +127,17 @@ class Decontaminator:
     """
 
     def __init__(
-        self, texts: Iterable[BenchText], *, n: int = NGRAM, threshold: float = LCS_THRESHOLD
+        self,
+        texts: Iterable[BenchText],
+        *,
+        n: int = NGRAM,
+        threshold: float = LCS_THRESHOLD,
+        missing: Sequence[str] = (),
     ) -> None:
         self.n = n
         self.threshold = threshold
         self.items: list[BenchText] = list(texts)
-        self.missing: list[str] = []
+        self.missing = list(missing)  # registry benchmarks asked for ("all") without a local file
         self._encoder = _Encoder()
         self.codes: list[str] = [self._encoder.add(normalize_words(item.text)) for item in self.items]
         self._ngrams: dict[str, list[int]] = {}
@@ -155,9 +160,7 @@ class Decontaminator:
     ) -> Decontaminator:
         """A decontaminator over the test items of ``against`` (see :func:`benchmark_texts`)."""
         texts, missing = benchmark_texts(against, data_dir)
-        decontaminator = cls(texts, **options)
-        decontaminator.missing = missing
-        return decontaminator
+        return cls(texts, missing=missing, **options)
 
     @property
     def benchmarks(self) -> dict[str, int]:
