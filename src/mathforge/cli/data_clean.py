@@ -68,8 +68,7 @@ def decontam(
 ) -> None:
     """Drop lines sharing a 13-gram with a benchmark test question, or with a word-LCS ratio above 0.6.
 
-    A line's solution/response fields, when present, are also checked against benchmark
-    questions and solutions.
+    Solution and response fields, where present, are also checked against benchmark solutions.
     """
     from mathforge.data.decontam import Decontaminator, decontaminate_records
     from mathforge.data.loaders import default_data_dir
