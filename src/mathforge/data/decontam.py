@@ -29,9 +29,10 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from rapidfuzz.distance import LCSseq
+from rich.console import Console
 
 from mathforge.data.loaders import default_data_dir, load_benchmark
 from mathforge.data.registry import BENCHMARKS
@@ -384,3 +385,35 @@ def decontaminate_records(
         seconds=round(time.perf_counter() - start, 3),
     )
     return clean, flagged, summary
+
+
+class _Question(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def question(self) -> str: ...
+
+
+Q = TypeVar("Q", bound=_Question)
+
+
+def drop_contaminated(
+    items: Sequence[Q], data_dir: str | Path | None, console: Console
+) -> tuple[list[Q], DecontamSummary]:
+    """The problems (or eval records) whose question passes decontamination against every
+    evaluation benchmark with a test file under ``data_dir``; logs how many went and why.
+
+    The call a training stage makes on its problems before using them.
+    """
+    records = [{"id": item.id, "question": item.question} for item in items]
+    _, flagged, summary = decontaminate_records(records, "question", "all", data_dir)
+    dropped = {report["index"] for report in flagged}
+    if not summary.benchmarks:
+        console.print(
+            f"decontamination: no benchmark test files under {data_dir or default_data_dir()}; "
+            "nothing checked (pass --data-dir)",
+            highlight=False,
+        )
+    else:
+        console.print(f"decontamination: {summary.describe()}", highlight=False)
+    return [item for index, item in enumerate(items) if index not in dropped], summary

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 from rich.console import Console
 
-from mathforge.data.decontam import DecontamSummary, decontaminate_records
-from mathforge.data.loaders import default_data_dir
+from mathforge.data.decontam import DecontamSummary, drop_contaminated
 from mathforge.eval.config import EvalConfig
 from mathforge.eval.records import ProblemRecord
 from mathforge.eval.store import RunDirectory
@@ -40,35 +39,6 @@ class RMDataSummary:
     run_dir: str | None
     contaminated: int = 0  # problems dropped before sampling: they overlap an evaluation benchmark
     contaminated_by: dict[str, dict[str, int]] = field(default_factory=dict)
-
-
-class _Question(Protocol):
-    @property
-    def id(self) -> str: ...
-    @property
-    def question(self) -> str: ...
-
-
-Q = TypeVar("Q", bound=_Question)
-
-
-def drop_contaminated(
-    items: Sequence[Q], data_dir: str | Path | None, console: Console
-) -> tuple[list[Q], DecontamSummary]:
-    """The problems (or records) whose question passes decontamination against every evaluation
-    benchmark with a test file under ``data_dir``; logs how many went and why."""
-    records = [{"id": item.id, "question": item.question} for item in items]
-    _, flagged, summary = decontaminate_records(records, "question", "all", data_dir)
-    dropped = {report["index"] for report in flagged}
-    if not summary.benchmarks:
-        console.print(
-            f"decontamination: no benchmark test files under {data_dir or default_data_dir()}; "
-            "nothing checked (pass --data-dir)",
-            highlight=False,
-        )
-    else:
-        console.print(f"decontamination: {summary.describe()}", highlight=False)
-    return [item for index, item in enumerate(items) if index not in dropped], summary
 
 
 def default_run_dir(out: str | Path) -> Path:
