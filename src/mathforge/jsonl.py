@@ -28,19 +28,26 @@ def read_jsonl_lenient(path: str | Path) -> Iterator[tuple[int, dict[str, Any] |
 
     Used by ``--skip-bad`` modes, which count and report bad lines instead of stopping.
     """
+    for number, _, obj in read_jsonl_raw(path):
+        yield number, obj
+
+
+def read_jsonl_raw(path: str | Path) -> Iterator[tuple[int, str, dict[str, Any] | InputError]]:
+    """``(line_number, raw_line, object or its InputError)`` per non-blank line.
+
+    Filters that pass lines through unchanged write ``raw_line`` back byte for byte. Lines are
+    decoded one by one, so a file that is not UTF-8 fails on the line that is not.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "file not found" if not path.exists() else "not a regular file")
-    # Lines are decoded one by one so a non-UTF-8 (binary) line is a located input error, not a crash.
     with path.open("rb") as handle:
-        for number, raw_bytes in enumerate(handle, start=1):
+        for number, data in enumerate(handle, start=1):
             try:
-                raw = raw_bytes.decode("utf-8")
+                raw = data.decode("utf-8")
             except UnicodeDecodeError as exc:
-                yield (
-                    number,
-                    InputError(path, f"not UTF-8 text (byte {exc.start + 1} of the line)", line=number),
-                )
+                problem = f"not UTF-8 text (byte 0x{data[exc.start]:02x} at column {exc.start + 1})"
+                yield number, "", InputError(path, problem, line=number)
                 continue
             if not raw.strip():
                 continue
@@ -49,16 +56,18 @@ def read_jsonl_lenient(path: str | Path) -> Iterator[tuple[int, dict[str, Any] |
             except json.JSONDecodeError as exc:
                 yield (
                     number,
+                    raw,
                     InputError(path, f"not valid JSON ({exc.msg} at column {exc.colno})", line=number),
                 )
                 continue
             if not isinstance(obj, dict):
                 yield (
                     number,
+                    raw,
                     InputError(path, f"expected a JSON object, got {type(obj).__name__}", line=number),
                 )
                 continue
-            yield number, obj
+            yield number, raw, obj
 
 
 def read_ids(path: str | Path, key: str = "id") -> set[str]:

@@ -54,7 +54,10 @@ def data_command(
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     max_calls: Annotated[int, typer.Option(help="TIR: most code executions per response.")] = 4,
     chunk_size: Annotated[int, typer.Option(help="Problems sampled together (lost at most on a kill).")] = 16,
-    data_dir: Annotated[Path | None, typer.Option(help="Benchmark folder (<name>/<split>.jsonl).")] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Benchmark folder (<name>/<split>.jsonl); its test sets are kept out of the data."),
+    ] = None,
     field_map: Annotated[
         str | None, typer.Option(help="For --problems: question=FIELD,answer=FIELD[,id=FIELD].")
     ] = None,
@@ -74,12 +77,11 @@ def data_command(
     from mathforge.data import split_bench_list
     from mathforge.errors import MathforgeError
     from mathforge.eval.config import EvalConfig
-    from mathforge.eval.store import RunDirectory
     from mathforge.models import DEFAULT_MODEL
-    from mathforge.reward.collect import build_rm_data, write_rm_data
+    from mathforge.reward.collect import build_rm_data, rm_data_from_run
 
     if from_run is not None:
-        summary = write_rm_data(RunDirectory(from_run).store.load().values(), out, from_run)
+        summary = rm_data_from_run(from_run, out, data_dir, err_console)
     else:
         if mode not in ("cot", "tir"):
             raise MathforgeError(f"--mode must be cot or tir, got '{mode}'")
@@ -113,6 +115,7 @@ def data_command(
     table = Table(title=f"reward-model data -> {out}")
     table.add_column("")
     table.add_column("value", justify="right")
+    table.add_row("removed: overlaps an eval benchmark", str(summary.contaminated))
     table.add_row("problems sampled", str(summary.problems))
     table.add_row("responses (correct share)", f"{summary.responses} ({summary.correct_share:.1%})")
     table.add_row("written: a correct and a wrong response", str(summary.pairable))

@@ -230,15 +230,19 @@ def evaluate(
     generation: Callable[[EvalConfig], Any] | None = None,
     scorer: Scorer | None = None,
     console: Console | None = None,
+    problems: dict[str, list[Problem]] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) an evaluation into ``out`` and return its metrics.
 
     ``generation`` overrides how the engine is loaded (tests pass a tiny model); ``scorer``
-    overrides ``config.rm``. Problems already in ``samples.jsonl`` are not generated again.
+    overrides ``config.rm``; ``problems`` replaces :func:`select_problems` (training stages
+    pass the problems left after decontamination). Problems already in ``samples.jsonl`` are
+    not generated again.
     """
     config = config.resolved()
     run = RunDirectory(out)
-    problems = select_problems(config)  # bad data fails before the run directory is touched
+    if problems is None:
+        problems = select_problems(config)  # bad data fails before the run directory is touched
     for items in problems.values():
         for problem in {(p.benchmark, p.shots): p for p in items}.values():
             exemplars(problem, config.shots)  # a missing few-shot set fails before any generation

@@ -3,7 +3,8 @@
 Sampling runs through ``mathforge.eval.evaluate`` into a run directory (``config.yaml`` +
 append-only ``samples.jsonl``), so it resumes after a kill exactly like ``mathforge eval`` and
 its records also give the policy's pass@1 and maj@n on the same samples. The RM data file is
-derived from those records and rewritten whole after every run.
+derived from those records and rewritten whole after every run. Problems that overlap an
+evaluation benchmark's test items are dropped before sampling (see :mod:`mathforge.data.decontam`).
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+
+from mathforge.data.decontam import DecontamSummary, drop_contaminated
 from mathforge.eval.config import EvalConfig
 from mathforge.eval.records import ProblemRecord
 from mathforge.eval.store import RunDirectory
@@ -33,6 +37,8 @@ class RMDataSummary:
     all_wrong: int
     out: str
     run_dir: str | None
+    contaminated: int = 0  # problems dropped before sampling: they overlap an evaluation benchmark
+    contaminated_by: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def default_run_dir(out: str | Path) -> Path:
@@ -42,7 +48,10 @@ def default_run_dir(out: str | Path) -> Path:
 
 
 def write_rm_data(
-    records: Iterable[ProblemRecord], out: str | Path, run_dir: str | Path | None = None
+    records: Iterable[ProblemRecord],
+    out: str | Path,
+    run_dir: str | Path | None = None,
+    decontamination: DecontamSummary | None = None,
 ) -> RMDataSummary:
     """Write one ``{id, prompt, responses, correct}`` line per problem with a correct and a wrong response.
 
@@ -80,6 +89,8 @@ def write_rm_data(
         all_wrong=sum(group.n_correct == 0 for group in groups),
         out=str(out),
         run_dir=str(run_dir) if run_dir is not None else None,
+        contaminated=decontamination.flagged if decontamination else 0,
+        contaminated_by=decontamination.by_benchmark if decontamination else {},
     )
     summary_path = out.with_name(f"{out.stem}.summary.json")
     summary_path.write_text(json.dumps(asdict(summary), indent=2) + "\n", encoding="utf-8")
@@ -97,11 +108,29 @@ def build_rm_data(
 ) -> RMDataSummary:
     """Sample ``config.n`` responses per problem with the policy (resuming), grade them, write RM data.
 
-    ``generation`` is passed to :func:`mathforge.eval.runner.evaluate` (tests use a tiny model).
+    Problems overlapping an evaluation benchmark are dropped first. ``generation`` is passed to
+    :func:`mathforge.eval.runner.evaluate` (tests use a tiny model).
     """
-    from mathforge.eval.runner import evaluate
+    from mathforge.eval.runner import evaluate, select_problems
 
+    console = console or Console(stderr=True)
+    selected = select_problems(config)
+    clean, removed = drop_contaminated(
+        [p for items in selected.values() for p in items], config.data_dir, console
+    )
+    kept = {problem.id for problem in clean}
+    problems = {
+        bench: [problem for problem in items if problem.id in kept] for bench, items in selected.items()
+    }
     run_path = Path(run_dir) if run_dir is not None else default_run_dir(out)
-    evaluate(config, run_path, overwrite=overwrite, generation=generation, console=console)
-    records = RunDirectory(run_path).store.load().values()
-    return write_rm_data(records, out, run_path)
+    evaluate(config, run_path, overwrite=overwrite, generation=generation, console=console, problems=problems)
+    records = [record for record in RunDirectory(run_path).store.load().values() if record.id in kept]
+    return write_rm_data(records, out, run_path, removed)
+
+
+def rm_data_from_run(
+    run_dir: str | Path, out: str | Path, data_dir: str | Path | None, console: Console
+) -> RMDataSummary:
+    """RM data from an existing ``mathforge eval --n K`` run, its contaminated problems left out."""
+    records, removed = drop_contaminated(list(RunDirectory(run_dir).store.load().values()), data_dir, console)
+    return write_rm_data(records, out, run_dir, removed)
