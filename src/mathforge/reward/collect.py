@@ -1,8 +1,8 @@
 """Reward-model data: n sampled responses per problem, labelled by the grader, kept when they form a pair.
 
-Sampling runs through ``mathforge.eval.evaluate`` into a run directory (``config.yaml`` +
-append-only ``samples.jsonl``), so it resumes after a kill exactly like ``mathforge eval`` and
-its records also give the policy's pass@1 and maj@n on the same samples. The RM data file is
+Sampling runs through :mod:`mathforge.sampling` into a run directory (``config.yaml`` +
+append-only ``samples.jsonl``), so it resumes after a kill exactly like ``mathforge eval``, and
+``mathforge rm data --from-run`` builds the same file from an evaluation run. The RM data file is
 derived from those records and rewritten whole after every run.
 """
 
@@ -15,10 +15,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from mathforge.eval.config import EvalConfig
-from mathforge.eval.records import ProblemRecord
-from mathforge.eval.store import RunDirectory
+from mathforge.records import ProblemRecord
 from mathforge.reward.records import RankedGroup
+from mathforge.sampling import Sampler, SamplingRunConfig, open_run, sample_run
 
 
 @dataclass
@@ -87,21 +86,20 @@ def write_rm_data(
 
 
 def build_rm_data(
-    config: EvalConfig,
+    config: SamplingRunConfig,
     out: str | Path,
     *,
     run_dir: str | Path | None = None,
     overwrite: bool = False,
     console: Any = None,
-    generation: Callable[[EvalConfig], Any] | None = None,
+    sampler: Callable[[SamplingRunConfig], Sampler] | None = None,
 ) -> RMDataSummary:
     """Sample ``config.n`` responses per problem with the policy (resuming), grade them, write RM data.
 
-    ``generation`` is passed to :func:`mathforge.eval.runner.evaluate` (tests use a tiny model).
+    ``sampler`` builds the model side instead of loading ``config.model`` (tests use a scripted engine).
     """
-    from mathforge.eval.runner import evaluate
-
     run_path = Path(run_dir) if run_dir is not None else default_run_dir(out)
-    evaluate(config, run_path, overwrite=overwrite, generation=generation, console=console)
-    records = RunDirectory(run_path).store.load().values()
-    return write_rm_data(records, out, run_path)
+    config = config.resolved()
+    run, problems = open_run(config, run_path, overwrite=overwrite, check_model=sampler is None)
+    records = sample_run(config, run, problems, sampler=sampler, console=console)
+    return write_rm_data(records.values(), out, run_path)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from mathforge.errors import InputError, MathforgeError
-from mathforge.eval.records import ProblemRecord, SampleRecord
-from mathforge.eval.store import RunDirectory
+from mathforge.records import ProblemRecord, SampleRecord
+from mathforge.runs import RunDirectory
 
 
 def _record(pid: str) -> ProblemRecord:
@@ -23,18 +23,16 @@ def _record(pid: str) -> ProblemRecord:
 
 def test_a_different_config_is_refused_unless_overwritten(tmp_path: Path):
     run = RunDirectory(tmp_path / "run")
-    run.open({"model": "m", "temperature": 0.0, "limit": 5}, identity=["model", "temperature"])
+    run.open({"model": "m", "temperature": 0.0, "limit": 5}, free=["limit"])
     run.store.append([_record("a")])
     run.store.close()
     # Same identity, other limit: resumes and keeps the samples.
-    RunDirectory(tmp_path / "run").open(
-        {"model": "m", "temperature": 0.0, "limit": 9}, identity=["model", "temperature"]
-    )
+    RunDirectory(tmp_path / "run").open({"model": "m", "temperature": 0.0, "limit": 9}, free=["limit"])
     assert list(run.store.load()) == ["a"]
     with pytest.raises(MathforgeError) as caught:
-        run.open({"model": "m", "temperature": 0.7, "limit": 9}, identity=["model", "temperature"])
+        run.open({"model": "m", "temperature": 0.7, "limit": 9}, free=["limit"])
     assert "temperature: 0.0 -> 0.7" in str(caught.value) and "--overwrite" in str(caught.value)
-    run.open({"model": "m", "temperature": 0.7}, identity=["model", "temperature"], overwrite=True)
+    run.open({"model": "m", "temperature": 0.7}, free=["limit"], overwrite=True)
     assert run.store.load() == {}
     assert run.read_config()["temperature"] == 0.7
 
