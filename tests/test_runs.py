@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,24 @@ def test_a_bad_record_names_file_line_and_field(tmp_path: Path):
 def test_reading_a_directory_that_is_not_a_run(tmp_path: Path):
     with pytest.raises(MathforgeError, match="not a run directory"):
         RunDirectory(tmp_path).read_config()
+
+
+def test_training_runs_share_the_identity_rule(tmp_path: Path):
+    """``rm train`` resumes under the same rule: settings and the resolved dtype, not logging cadence."""
+    pytest.importorskip("transformers")
+    from dataclasses import asdict
+
+    from mathforge.reward.training import CONFIG_FILE, RewardTrainingConfig, train_reward_model
+    from mathforge.runtime import force_cpu_bf16
+
+    cfg = RewardTrainingConfig(base="base", data=str(tmp_path / "missing.jsonl"), out=str(tmp_path / "rm"))
+    saved = {**asdict(cfg), "device": "cpu", "dtype": "float32", "environment": {"git_commit": "old"}}
+    (tmp_path / "rm").mkdir()
+    (tmp_path / "rm" / CONFIG_FILE).write_text(json.dumps(saved))
+    with force_cpu_bf16(True), pytest.raises(MathforgeError, match="dtype: 'float32' -> 'bfloat16'"):
+        train_reward_model(cfg)
+    with force_cpu_bf16(False), pytest.raises(MathforgeError, match=r"lr: 1e-05 -> 0\.001"):
+        train_reward_model(RewardTrainingConfig(**{**asdict(cfg), "lr": 1e-3}))
+    # Another logging cadence resumes: the run gets as far as reading its (missing) data.
+    with force_cpu_bf16(False), pytest.raises(InputError, match=r"missing\.jsonl: file not found"):
+        train_reward_model(RewardTrainingConfig(**{**asdict(cfg), "logging_steps": 1}))

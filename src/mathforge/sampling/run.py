@@ -84,7 +84,11 @@ def sample_run(
     pending = sum(1 for items in problems.values() for problem in items if problem.id not in done)
     console = console or Console(stderr=True)
     if pending and pending < total:
-        console.print(f"resuming {run.path}: {total - pending} of {total} problems done", highlight=False)
+        console.print(
+            f"resuming {run.path}: {total - pending} of {total} problems done",
+            highlight=False,
+            soft_wrap=True,
+        )
     if pending:
         model = sampler(config) if sampler is not None else load_sampler(config)
         try:
@@ -139,7 +143,9 @@ def _sample_pending(
                     elapsed = time.monotonic() - start
                     eta = elapsed / (finished - resumed_at) * (len(items) - finished)
                     times = f"{_clock(elapsed)} elapsed, eta {_clock(eta)}"
-                    console.print(f"{label}: {finished}/{len(items)} problems, {times}", highlight=False)
+                    console.print(
+                        f"{label}: {finished}/{len(items)} problems, {times}", highlight=False, soft_wrap=True
+                    )
 
 
 @contextmanager
@@ -152,7 +158,9 @@ def _heartbeat(console: Console, status: str, start: float, enabled: bool) -> It
 
     def beat() -> None:
         while not stop.wait(HEARTBEAT_SECONDS):
-            console.print(f"{status}, {_clock(time.monotonic() - start)} elapsed", highlight=False)
+            console.print(
+                f"{status}, {_clock(time.monotonic() - start)} elapsed", highlight=False, soft_wrap=True
+            )
 
     thread = threading.Thread(target=beat, name="mathforge-heartbeat", daemon=True)
     thread.start()
