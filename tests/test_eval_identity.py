@@ -112,3 +112,11 @@ def test_report_never_writes_to_a_run(tmp_path: Path, monkeypatch, capsys):
     code, _ = _cli(monkeypatch, capsys, "report", str(out), str(out))
     assert code == 0
     assert {path.name: (path.read_bytes(), path.stat().st_mtime_ns) for path in out.iterdir()} == before
+
+
+def test_a_benchmark_without_problems_is_an_error_and_no_run(tmp_path: Path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n", encoding="utf-8")
+    with pytest.raises(MathforgeError, match="no problems to sample"):
+        evaluate(EvalConfig(model="m", benches=[str(empty)]), tmp_path / "run", sampler=_scripted)
+    assert not (tmp_path / "run").exists()

@@ -8,7 +8,7 @@ field's ``description`` is its CLI help.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -77,7 +77,7 @@ class SamplingConfig(BaseModel):
     )
     engine_options: dict[str, Any] = Field(default_factory=dict, json_schema_extra={"cli": False})
 
-    def resolved(self) -> Any:
+    def resolved(self) -> Self:
         """A copy with the protocol defaults filled in: greedy for n = 1, T=0.7 / top-p 0.8 above."""
         temperature, top_p = GREEDY if self.n == 1 else SAMPLED
         return self.model_copy(
@@ -91,7 +91,7 @@ class SamplingConfig(BaseModel):
         """Keyword arguments of :func:`mathforge.engines.load_engine` beyond kind and model."""
         return {**({"dtype": self.dtype} if self.dtype else {}), **self.engine_options}
 
-    def runtime(self) -> dict[str, str]:
+    def runtime(self) -> dict[str, str | None]:
         """The device and dtype the engine will run in, resolved without loading it (part of a
         run's identity: samples of one run never mix precisions)."""
         if self.engine == "hf":
@@ -100,7 +100,7 @@ class SamplingConfig(BaseModel):
             return placement(self.engine_options.get("device"), self.dtype or "auto").describe()
         if self.engine == "vllm":
             return {"device": "cuda", "dtype": self.dtype or "auto"}
-        return {"device": "remote", "dtype": "server"}
+        return {"device": "remote", "dtype": None}  # the server decides; nothing to compare
 
 
 class SamplingRunConfig(ProblemSource, SamplingConfig):
