@@ -120,3 +120,14 @@ def test_a_benchmark_without_problems_is_an_error_and_no_run(tmp_path: Path):
     with pytest.raises(MathforgeError, match="no problems to sample"):
         evaluate(EvalConfig(model="m", benches=[str(empty)]), tmp_path / "run", sampler=_scripted)
     assert not (tmp_path / "run").exists()
+
+
+def test_an_output_path_that_is_a_file_is_a_one_line_error(tmp_path: Path, monkeypatch, capsys):
+    taken = tmp_path / "taken"
+    taken.write_text("not a run", encoding="utf-8")
+    code, err = _cli(monkeypatch, capsys, "eval", "--bench", "generated", "--gen-n", "1", "--out", str(taken))
+    assert (
+        code == 2
+        and err.strip() == f"error: {taken}: exists and is not a directory; choose another output directory"
+    )
+    assert taken.read_text(encoding="utf-8") == "not a run"

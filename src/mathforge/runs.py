@@ -136,13 +136,15 @@ class RunDirectory:
             raise MathforgeError(f"{self.path}: not a run directory (no {CONFIG_FILE})")
         return read_config_file(self.config_path)
 
-    def check(self, config: dict[str, Any], free: Collection[str] = ()) -> None:
-        """Refuse ``config`` if the directory holds a run it may not resume (see :func:`check_identity`)."""
+    def check(self, config: dict[str, Any], free: Collection[str] = (), overwrite: bool = False) -> None:
+        """Refuse ``config`` if the path is not a directory, or (unless ``overwrite``) holds a run
+        that ``config`` may not resume (see :func:`check_identity`)."""
         if self.path.exists() and not self.path.is_dir():
             raise MathforgeError(
                 f"{self.path}: exists and is not a directory; choose another output directory"
             )
-        check_identity(self.config_path, config, free)
+        if not overwrite:
+            check_identity(self.config_path, config, free)
 
     def open(self, config: dict[str, Any], free: Collection[str] = (), overwrite: bool = False) -> None:
         """Start or resume the run described by ``config``.
@@ -151,12 +153,7 @@ class RunDirectory:
         problems to run) and ``environment``. With ``overwrite``, an existing run's samples,
         metrics and report are deleted: callers validate everything else first.
         """
-        if not overwrite:
-            self.check(config, free)
-        elif self.path.exists() and not self.path.is_dir():
-            raise MathforgeError(
-                f"{self.path}: exists and is not a directory; choose another output directory"
-            )
+        self.check(config, free, overwrite)
         if overwrite:
             for path in (self.samples_path, self.metrics_path, self.report_path):
                 path.unlink(missing_ok=True)

@@ -193,8 +193,7 @@ def open_run(
     run = RunDirectory(out)
     problems = prepare(config)
     record = config.run_config()
-    if not overwrite:
-        run.check(record, config.FREE_KEYS)
+    run.check(record, config.FREE_KEYS, overwrite)
     done = {} if overwrite else run.store.load()
     pending = any(problem.id not in done for items in problems.values() for problem in items)
     if check_model and pending and config.engine != "openai":
