@@ -90,6 +90,9 @@ def sample_run(
             soft_wrap=True,
         )
     if pending:
+        console.print(
+            f"loading {config.model} ({config.engine}, {config.mode})", highlight=False, soft_wrap=True
+        )
         model = sampler(config) if sampler is not None else load_sampler(config)
         try:
             _sample_pending(config, model, problems, done, run, console)
