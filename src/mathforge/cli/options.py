@@ -25,18 +25,19 @@ from mathforge.errors import MathforgeError
 ConfigFactory = Callable[..., Any]
 
 
+def _extra(info: FieldInfo) -> dict[str, Any]:
+    """A field's CLI hints: ``flag`` (its option name) and ``cli`` (False: not an option)."""
+    return info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+
+
 def cli_fields(model: type[BaseModel]) -> dict[str, FieldInfo]:
     """The fields of ``model`` that are CLI options (all but those marked ``{"cli": False}``)."""
-    return {
-        name: info
-        for name, info in model.model_fields.items()
-        if isinstance(info.json_schema_extra, dict | None) and (info.json_schema_extra or {}).get("cli", True)
-    }
+    return {name: info for name, info in model.model_fields.items() if _extra(info).get("cli", True)}
 
 
 def flag(name: str, info: FieldInfo) -> str:
-    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
-    return str(extra.get("flag", "--" + name.replace("_", "-")))
+    """The option of field ``name``: its ``flag`` hint, else ``--name-with-dashes``."""
+    return str(_extra(info).get("flag", "--" + name.replace("_", "-")))
 
 
 def _is_list(annotation: Any) -> bool:

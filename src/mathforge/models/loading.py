@@ -10,6 +10,7 @@ from mathforge.runtime import placement
 if TYPE_CHECKING:
     import torch
 
+
 def load_tokenizer(name_or_path: str) -> Any:
     """The model's tokenizer (with its chat template)."""
     from transformers import AutoTokenizer
