@@ -131,3 +131,15 @@ def test_an_output_path_that_is_a_file_is_a_one_line_error(tmp_path: Path, monke
         and err.strip() == f"error: {taken}: exists and is not a directory; choose another output directory"
     )
     assert taken.read_text(encoding="utf-8") == "not a run"
+
+
+def test_reward_scores_that_do_not_cover_the_samples_are_a_one_line_error(tmp_path: Path):
+    bench = _bench(tmp_path / "p.jsonl", 2)
+    scores = tmp_path / "scores.jsonl"
+    scores.write_text(
+        '{"id": "p/0", "scores": [0.5, 0.1]}\n{"id": "p/1", "scores": [0.5]}\n', encoding="utf-8"
+    )
+    config = EvalConfig(model="m", benches=[bench], n=2, dtype="float32", rm_scores=str(scores))
+    with pytest.raises(MathforgeError) as caught:
+        evaluate(config, tmp_path / "run", sampler=_scripted)
+    assert str(caught.value) == f"{scores}: field 'scores': 1 scores for the 2 samples of 'p/1'"

@@ -10,7 +10,7 @@ from typing import Any
 
 from rich.console import Console
 
-from mathforge.errors import MathforgeError
+from mathforge.errors import InputError, MathforgeError
 from mathforge.eval.config import EvalConfig
 from mathforge.eval.report import load_rm_scores, markdown_report
 from mathforge.metrics import summarize
@@ -61,10 +61,21 @@ def evaluate(
     run, problems = open_run(config, out, overwrite=overwrite, check_model=sampler is None)
     build = sampler or (lambda cfg: load_sampler(cfg, scorer or _load_scorer(cfg)))
     records = sample_run(config, run, problems, sampler=build, console=console)
+    if config.rm_scores and rm_scores is not None:
+        _check_rm_scores(config.rm_scores, rm_scores, records)
     metrics = compute_metrics(records, problems, rm_scores)
     run.metrics_path.write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     run.report_path.write_text(markdown_report(config.model_dump(mode="json"), metrics), encoding="utf-8")
     return metrics
+
+
+def _check_rm_scores(path: str, scores: dict[str, list[float]], records: dict[str, ProblemRecord]) -> None:
+    """Every problem's scores cover its samples (a file from another run would not)."""
+    for problem_id, values in scores.items():
+        record = records.get(problem_id)
+        if record is not None and len(values) < len(record.samples):
+            problem = f"{len(values)} scores for the {len(record.samples)} samples of {problem_id!r}"
+            raise InputError(path, problem, field="scores")
 
 
 def _load_scorer(config: EvalConfig) -> Scorer | None:
