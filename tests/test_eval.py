@@ -22,8 +22,9 @@ import mathforge.cli.report  # noqa: F401  (registers the commands)
 from mathforge.cli.app import app
 from mathforge.engines import Completion, SamplingParams
 from mathforge.eval.config import EvalConfig
-from mathforge.eval.runner import _Generation, evaluate
-from mathforge.eval.store import RunDirectory
+from mathforge.eval.runner import evaluate
+from mathforge.runs import RunDirectory
+from mathforge.sampling import Sampler
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -183,7 +184,7 @@ def test_tir_records_executions_and_rm_scores_give_rm_at_k(tmp_path: Path):
     )
     config = EvalConfig(model="scripted", benches=[str(problems)], mode="tir", n=2)
     metrics = evaluate(
-        config, tmp_path / "run", generation=lambda cfg: _Generation(cfg, ScriptedEngine(), Sandbox(), None)
+        config, tmp_path / "run", sampler=lambda cfg: Sampler(cfg, ScriptedEngine(), Sandbox())
     )
     records = RunDirectory(tmp_path / "run").store.load()
     first = records["p/0"].samples[0]

@@ -128,3 +128,31 @@ def test_ctrl_c_keeps_finished_lines_and_a_rerun_completes(tmp_path: Path) -> No
     rows = _read(out)
     assert sorted(row["id"] for row in rows) == list(range(12))
     assert all(row["stdout"] == f"{row['id']}\n" for row in rows)
+
+
+def test_output_keeps_input_order_however_lines_finish(tmp_path: Path) -> None:
+    """A slow first line finishes last, yet the output (and a resumed run's) follows the input."""
+    from mathforge.sandbox import run_file
+
+    lines = [{"id": "slow", "code": "import time\ntime.sleep(0.6)\nprint('slow')"}]
+    lines += [{"id": f"fast{i}", "code": f"print({i})"} for i in range(5)]
+    source = _write(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "out.jsonl"
+    summary = run_file(source, out, workers=3, timeout=5)
+    assert [row["id"] for row in _read(out)] == [line["id"] for line in lines]
+    assert (summary["lines"], summary["ok"], summary["resumed"]) == (6, 6, 0)
+    assert _read(out)[0]["stdout"] == "slow\n"
+
+    out.write_text("".join(json.dumps(row) + "\n" for row in _read(out)[:2]), encoding="utf-8")
+    again = run_file(source, out, workers=3, timeout=5)
+    assert (again["lines"], again["resumed"]) == (4, 2)
+    assert [row["id"] for row in _read(out)] == [line["id"] for line in lines]
+
+
+def test_an_empty_input_is_a_clear_error_and_writes_nothing(tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n", encoding="utf-8")
+    result = _run(source)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {source}: no lines to run (the file is empty)"
+    assert not (tmp_path / "in.exec.jsonl").exists() and str(tmp_path / "in.exec.jsonl") not in result.stdout

@@ -159,3 +159,22 @@ def test_demo_file(tmp_path: Path) -> None:
     assert summary["rows"] == len(_read(demo))
     assert summary["bad_lines"] == 0 and summary["timeouts"] == 0
     assert 0 < summary["correct"] < summary["rows"]  # the demo shows right and wrong answers
+
+
+def test_grade_file_from_python_matches_the_command(tmp_path: Path) -> None:
+    from mathforge.answers import grade_file
+
+    source = _write(tmp_path / "in.jsonl", ROWS)
+    summary = grade_file(source, tmp_path / "py.jsonl")
+    assert _invoke(source, "-o", tmp_path / "cli.jsonl").exit_code == 0
+    assert _read(tmp_path / "py.jsonl") == _read(tmp_path / "cli.jsonl")
+    assert (summary["rows"], summary["correct"], summary["output"]) == (6, 4, str(tmp_path / "py.jsonl"))
+
+
+def test_an_empty_input_is_a_clear_error_and_writes_nothing(tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text("", encoding="utf-8")
+    result = _run(source)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {source}: no rows to grade (the file is empty)"
+    assert not (tmp_path / "in.graded.jsonl").exists()

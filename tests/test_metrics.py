@@ -6,7 +6,6 @@ import math
 
 import pytest
 
-from mathforge.eval.records import Execution, ProblemRecord, SampleRecord
 from mathforge.metrics import (
     bootstrap_ci,
     group_answers,
@@ -18,6 +17,7 @@ from mathforge.metrics import (
     rm_at_k,
     summarize,
 )
+from mathforge.records import Execution, ProblemRecord, SampleRecord
 
 
 def test_pass_at_k_matches_the_binomial_formula():

@@ -13,10 +13,10 @@ import mathforge.cli.report  # noqa: F401  (registers the command)
 from mathforge.cli.app import app
 from mathforge.data import Problem
 from mathforge.errors import MathforgeError
-from mathforge.eval.records import ProblemRecord, SampleRecord
 from mathforge.eval.report import compare_runs, comparison_table, load_run, markdown_report, render_html
 from mathforge.eval.runner import compute_metrics
-from mathforge.eval.store import RunDirectory
+from mathforge.records import ProblemRecord, SampleRecord
+from mathforge.runs import RunDirectory
 
 
 def _problems(bench: str, count: int) -> list[Problem]:

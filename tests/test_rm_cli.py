@@ -157,8 +157,8 @@ def test_rm_train_cli_prints_held_out_metrics(tmp_path: Path) -> None:
 
 
 def test_rm_data_from_an_eval_run_keeps_only_problems_with_a_pair(tmp_path: Path) -> None:
-    from mathforge.eval.records import ProblemRecord
-    from mathforge.eval.store import RunDirectory
+    from mathforge.records import ProblemRecord
+    from mathforge.runs import RunDirectory
 
     records = _records(4)
     records[1]["samples"] = [{**sample, "correct": True} for sample in records[1]["samples"]]

@@ -1,4 +1,4 @@
-"""`mathforge rm data`: sampling through the eval runner, labelling, pair filtering, resume."""
+"""`mathforge rm data`: sampling through the sampling layer, labelling, pair filtering, resume."""
 
 from __future__ import annotations
 
@@ -15,10 +15,9 @@ from typer.testing import CliRunner
 import mathforge.cli.rm  # noqa: F401  (registers `rm` on the app)
 from mathforge.cli.app import app
 from mathforge.engines import Completion, SamplingParams
-from mathforge.eval.config import EvalConfig
-from mathforge.eval.runner import _Generation
 from mathforge.reward.collect import build_rm_data, default_run_dir
 from mathforge.reward.records import read_groups
+from mathforge.sampling import Sampler, SamplingRunConfig
 from test_reward_model import build_base_model
 
 PROBLEMS = [
@@ -50,10 +49,10 @@ class AlternatingEngine:
 def test_rm_data_keeps_problems_with_a_pair_and_resumes(tmp_path: Path) -> None:
     problems = tmp_path / "problems.jsonl"
     problems.write_text("".join(json.dumps(problem) + "\n" for problem in PROBLEMS))
-    config = EvalConfig(model="scripted", benches=[str(problems)], n=4, chunk_size=2)
+    config = SamplingRunConfig(model="scripted", benches=[str(problems)], n=4, chunk_size=2)
     engine = AlternatingEngine()
     out = tmp_path / "rm_data.jsonl"
-    summary = build_rm_data(config, out, generation=lambda cfg: _Generation(cfg, engine, None, None))
+    summary = build_rm_data(config, out, sampler=lambda cfg: Sampler(cfg, engine))
     # 7 - 7 = 0: every sample is right, so that problem has no pair
     assert (summary.problems, summary.pairable, summary.all_correct, summary.all_wrong) == (3, 2, 1, 0)
     groups = read_groups(out)
@@ -64,7 +63,7 @@ def test_rm_data_keeps_problems_with_a_pair_and_resumes(tmp_path: Path) -> None:
     assert (default_run_dir(out) / "samples.jsonl").is_file()
 
     engine.prompts_seen = 0
-    again = build_rm_data(config, out, generation=lambda cfg: _Generation(cfg, engine, None, None))
+    again = build_rm_data(config, out, sampler=lambda cfg: Sampler(cfg, engine))
     assert engine.prompts_seen == 0 and again == summary
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mathforge.eval.records import ProblemRecord
+from mathforge.records import ProblemRecord
 
 CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 1000

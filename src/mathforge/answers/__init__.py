@@ -15,6 +15,7 @@ from mathforge.answers.datasets import (
 )
 from mathforge.answers.equiv import clear_caches, compare, is_equiv
 from mathforge.answers.extract import extract_answer, extract_choice
+from mathforge.answers.files import default_graded_path, grade_file
 from mathforge.answers.grade import REASONS, Verdict, grade, grade_answer
 
 __all__ = [
@@ -25,10 +26,12 @@ __all__ = [
     "Verdict",
     "clear_caches",
     "compare",
+    "default_graded_path",
     "extract_answer",
     "extract_choice",
     "gold_answer",
     "grade",
     "grade_answer",
+    "grade_file",
     "is_equiv",
 ]

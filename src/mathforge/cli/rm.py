@@ -11,6 +11,8 @@ import typer
 from rich.table import Table
 
 from mathforge.cli.app import app, console, err_console
+from mathforge.cli.options import ConfigFactory, config_options
+from mathforge.sampling.config import SamplingRunConfig
 
 rm_app = typer.Typer(
     name="rm",
@@ -29,86 +31,35 @@ def _fmt(stat: Any) -> str:
 
 
 @rm_app.command("data")
+@config_options(SamplingRunConfig, benches="gsm8k", split="train", n=6)
 def data_command(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="RM data JSONL: {id, prompt, responses, correct}.")
     ],
-    model: Annotated[
-        str | None, typer.Option(help="Policy that samples (default: the embedded small model).")
-    ] = None,
-    bench: Annotated[str, typer.Option(help="Benchmark name(s), comma-separated, or 'generated'.")] = "gsm8k",
     problems: Annotated[
         Path | None, typer.Option(help="A JSONL file of problems instead of --bench (see --field-map).")
     ] = None,
     from_run: Annotated[
         Path | None, typer.Option(help="Build from an existing `mathforge eval --n K` run; no sampling.")
     ] = None,
-    split: Annotated[str, typer.Option(help="Split to sample from (train keeps test sets clean).")] = "train",
-    n: Annotated[int, typer.Option("--n", help="Responses sampled per problem.")] = 6,
-    mode: Annotated[str, typer.Option(help="cot (chain of thought) or tir (tool-integrated).")] = "cot",
-    engine: Annotated[str, typer.Option(help="hf, vllm or openai.")] = "hf",
-    temperature: Annotated[float | None, typer.Option(help="Sampling temperature (default 0.7).")] = None,
-    top_p: Annotated[float | None, typer.Option(help="Nucleus sampling (default 0.8).")] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Token budget per generation call.")] = 2048,
-    limit: Annotated[int | None, typer.Option(help="First L problems of each source.")] = None,
-    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
-    max_calls: Annotated[int, typer.Option(help="TIR: most code executions per response.")] = 4,
-    chunk_size: Annotated[int, typer.Option(help="Problems sampled together (lost at most on a kill).")] = 16,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(help="Benchmark folder (<name>/<split>.jsonl); its test sets are kept out of the data."),
-    ] = None,
-    field_map: Annotated[
-        str | None, typer.Option(help="For --problems: question=FIELD,answer=FIELD[,id=FIELD].")
-    ] = None,
-    gen_n: Annotated[int, typer.Option(help="'generated': number of problems.")] = 100,
-    gen_level: Annotated[int, typer.Option(help="'generated': difficulty 1-3.")] = 1,
-    gen_seed: Annotated[int, typer.Option(help="'generated': generation seed.")] = 0,
-    gen_families: Annotated[str, typer.Option(help="'generated': comma-separated families.")] = "",
-    dtype: Annotated[str | None, typer.Option(help="hf engine: float32, bfloat16 or auto.")] = None,
     run_dir: Annotated[
         Path | None, typer.Option(help="Where the sampled records go (default: OUT stem + .samples/).")
     ] = None,
     overwrite: Annotated[
         bool, typer.Option(help="Discard an existing sampling run with other settings.")
     ] = False,
+    *,
+    config: ConfigFactory,
 ) -> None:
     """Sample n responses per problem with the policy, grade them, keep problems with a correct-wrong pair."""
-    from mathforge.data import split_bench_list
-    from mathforge.errors import MathforgeError
-    from mathforge.eval.config import EvalConfig
-    from mathforge.models import DEFAULT_MODEL
     from mathforge.reward.collect import build_rm_data, rm_data_from_run
 
     if from_run is not None:
-        summary = rm_data_from_run(from_run, out, data_dir, err_console)
+        summary = rm_data_from_run(from_run, out, config().data_dir, err_console)
     else:
-        if mode not in ("cot", "tir"):
-            raise MathforgeError(f"--mode must be cot or tir, got '{mode}'")
-        config = EvalConfig(
-            model=model or DEFAULT_MODEL,
-            benches=[str(problems)] if problems is not None else split_bench_list(bench),
-            engine=engine,
-            mode=mode,
-            n=n,
-            temperature=temperature,
-            top_p=top_p,
-            max_new_tokens=max_new_tokens,
-            limit=limit,
-            seed=seed,
-            max_calls=max_calls,
-            chunk_size=chunk_size,
-            data_dir=str(data_dir) if data_dir else None,
-            split=split,
-            field_map=field_map,
-            gen_n=gen_n,
-            gen_level=gen_level,
-            gen_seed=gen_seed,
-            gen_families=[name.strip() for name in gen_families.split(",") if name.strip()],
-            engine_options={"dtype": dtype} if dtype else {},
-        )
+        settings = config(**({"benches": [str(problems)]} if problems is not None else {}))
         try:
-            summary = build_rm_data(config, out, run_dir=run_dir, overwrite=overwrite, console=err_console)
+            summary = build_rm_data(settings, out, run_dir=run_dir, overwrite=overwrite, console=err_console)
         except KeyboardInterrupt:
             err_console.print("interrupted: sampled problems are saved; rerun the same command to resume")
             raise typer.Exit(130) from None

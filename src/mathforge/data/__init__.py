@@ -8,9 +8,9 @@ from mathforge.data.loaders import (
     parse_field_map,
     write_problems,
 )
-from mathforge.data.problems import Problem
 from mathforge.data.registry import BENCHMARKS, Benchmark, get_benchmark
 from mathforge.data.sources import GeneratedSpec, bench_label, load_problems, split_bench_list
+from mathforge.records import Problem
 
 __all__ = [
     "BENCHMARKS",

@@ -23,8 +23,8 @@ from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
-from mathforge.data.problems import Problem
 from mathforge.errors import MathforgeError
+from mathforge.records import Problem
 
 GENERATED = "generated"
 LEVELS = (1, 2, 3)

@@ -1,6 +1,6 @@
 """Problem sources: a benchmark folder, any JSONL file with a field map, or the Hugging Face hub.
 
-Every loader returns :class:`~mathforge.data.problems.Problem` objects in file order with stable
+Every loader returns :class:`~mathforge.records.Problem` objects in file order with stable
 ids, and turns a missing file or a bad row into one line naming the path, line and field.
 """
 
@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from mathforge.answers import extract_answer, gold_answer
-from mathforge.data.problems import Problem
 from mathforge.data.registry import Benchmark, get_benchmark, item_multiple_choice, question_text
 from mathforge.errors import InputError, MathforgeError
 from mathforge.jsonl import read_jsonl
+from mathforge.records import Problem
 
 DATA_DIR_ENV = "MATHFORGE_DATA_DIR"
 DEFAULT_FIELD_MAP = {"question": "question", "answer": "answer"}

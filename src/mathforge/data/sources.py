@@ -7,8 +7,8 @@ from pathlib import Path
 
 from mathforge.data.generated import GENERATED, generate_problems
 from mathforge.data.loaders import load_benchmark, load_problems_file
-from mathforge.data.problems import Problem
 from mathforge.errors import MathforgeError
+from mathforge.records import Problem
 
 
 @dataclass(frozen=True)

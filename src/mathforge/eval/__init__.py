@@ -1,10 +1,9 @@
-"""Evaluation: resumable run directories of per-problem records, metrics, reports.
+"""Evaluation: sampling runs on benchmarks turned into metrics (pass@k, maj@k, RM@k) and reports.
 
 ``evaluate`` (in :mod:`mathforge.eval.runner`) imports the model stack when called, so this
-package stays light for stages that only read or write records.
+package stays light for stages that only read runs.
 """
 
-from mathforge.eval.records import Execution, ProblemRecord, SampleRecord
-from mathforge.eval.store import RunDirectory, SampleStore
+from mathforge.eval.config import EvalConfig
 
-__all__ = ["Execution", "ProblemRecord", "RunDirectory", "SampleRecord", "SampleStore"]
+__all__ = ["EvalConfig"]

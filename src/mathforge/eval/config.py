@@ -1,74 +1,21 @@
-"""The settings of one evaluation run, with the Qwen2.5-Math protocol defaults."""
+"""The settings of one evaluation run: a sampling run plus how samples are reranked."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-GREEDY = (0.0, 1.0)  # temperature, top-p for n = 1
-SAMPLED = (0.7, 0.8)  # temperature, top-p for n > 1 (maj@k, RM@k)
-
-# Settings that change what a problem's record would be: a run directory only resumes a run
-# with the same values. The others (which benchmarks, how many problems, reward scores read
-# from a file) may change between reruns, so a run can be extended or rescored in place.
-IDENTITY_KEYS = (
-    "model",
-    "engine",
-    "mode",
-    "n",
-    "temperature",
-    "top_p",
-    "max_new_tokens",
-    "shots",
-    "seed",
-    "max_calls",
-    "chunk_size",
-    "split",
-    "field_map",
-    "gen_level",
-    "gen_seed",
-    "gen_families",
-    "rm",
-    "engine_options",
-)
+from mathforge.sampling.config import SamplingRunConfig
 
 
-class EvalConfig(BaseModel):
+class EvalConfig(SamplingRunConfig):
     """Everything ``mathforge eval`` needs; written to the run directory as ``config.yaml``."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Reward scores read from a file may change between reruns: a run can be rescored in place.
+    FREE_KEYS: ClassVar[tuple[str, ...]] = (*SamplingRunConfig.FREE_KEYS, "rm_scores")
 
-    model: str
-    benches: list[str]
-    engine: Literal["hf", "vllm", "openai"] = "hf"
-    mode: Literal["cot", "tir"] = "cot"
-    n: int = Field(1, ge=1)
-    temperature: float | None = Field(None, ge=0.0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
-    max_new_tokens: int = Field(2048, ge=1)
-    limit: int | None = Field(None, ge=1)
-    shots: int | None = Field(None, ge=0)
-    seed: int = 0
-    max_calls: int = Field(4, ge=1)
-    chunk_size: int = Field(16, ge=1)
-    data_dir: str | None = None
-    split: str = "test"
-    field_map: str | None = None
-    gen_n: int = Field(100, ge=1)
-    gen_level: int = Field(1, ge=1, le=3)
-    gen_seed: int = 0
-    gen_families: list[str] = Field(default_factory=list)
-    rm: str | None = None
-    rm_scores: str | None = None
-    engine_options: dict[str, Any] = Field(default_factory=dict)
-
-    def resolved(self) -> EvalConfig:
-        """A copy with the protocol defaults filled in: greedy for n = 1, T=0.7 / top-p 0.8 above."""
-        temperature, top_p = GREEDY if self.n == 1 else SAMPLED
-        return self.model_copy(
-            update={
-                "temperature": temperature if self.temperature is None else self.temperature,
-                "top_p": top_p if self.top_p is None else self.top_p,
-            }
-        )
+    rm: str | None = Field(None, description="Reward-model directory: score every sample (RM@k).")
+    rm_scores: str | None = Field(
+        None, description="Precomputed reward scores: JSONL lines with id and scores."
+    )

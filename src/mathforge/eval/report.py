@@ -19,10 +19,10 @@ from typing import Any
 from rich.table import Table
 
 from mathforge.errors import InputError, MathforgeError
-from mathforge.eval.records import ProblemRecord
-from mathforge.eval.store import RunDirectory
 from mathforge.jsonl import read_jsonl
 from mathforge.metrics import paired_difference, per_problem_table
+from mathforge.records import ProblemRecord
+from mathforge.runs import RunDirectory
 
 
 @dataclass

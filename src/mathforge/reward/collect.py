@@ -1,8 +1,8 @@
 """Reward-model data: n sampled responses per problem, labelled by the grader, kept when they form a pair.
 
-Sampling runs through ``mathforge.eval.evaluate`` into a run directory (``config.yaml`` +
-append-only ``samples.jsonl``), so it resumes after a kill exactly like ``mathforge eval`` and
-its records also give the policy's pass@1 and maj@n on the same samples. The RM data file is
+Sampling runs through :mod:`mathforge.sampling` into a run directory (``config.yaml`` +
+append-only ``samples.jsonl``), so it resumes after a kill exactly like ``mathforge eval``, and
+``mathforge rm data --from-run`` builds the same file from an evaluation run. The RM data file is
 derived from those records and rewritten whole after every run. Problems that overlap an
 evaluation benchmark's test items are dropped before sampling (see :mod:`mathforge.data.decontam`).
 """
@@ -19,10 +19,10 @@ from typing import Any
 from rich.console import Console
 
 from mathforge.data.decontam import DecontamSummary, drop_contaminated
-from mathforge.eval.config import EvalConfig
-from mathforge.eval.records import ProblemRecord
-from mathforge.eval.store import RunDirectory
+from mathforge.records import ProblemRecord
 from mathforge.reward.records import RankedGroup
+from mathforge.runs import RunDirectory
+from mathforge.sampling import Sampler, SamplingRunConfig, open_run, sample_run
 
 
 @dataclass
@@ -98,34 +98,30 @@ def write_rm_data(
 
 
 def build_rm_data(
-    config: EvalConfig,
+    config: SamplingRunConfig,
     out: str | Path,
     *,
     run_dir: str | Path | None = None,
     overwrite: bool = False,
     console: Any = None,
-    generation: Callable[[EvalConfig], Any] | None = None,
+    sampler: Callable[[SamplingRunConfig], Sampler] | None = None,
 ) -> RMDataSummary:
     """Sample ``config.n`` responses per problem with the policy (resuming), grade them, write RM data.
 
-    Problems overlapping an evaluation benchmark are dropped first. ``generation`` is passed to
-    :func:`mathforge.eval.runner.evaluate` (tests use a tiny model).
+    Problems overlapping an evaluation benchmark are dropped first (counted in the summary).
+    ``sampler`` builds the model side instead of loading ``config.model`` (tests use a scripted engine).
     """
-    from mathforge.eval.runner import evaluate, select_problems
-
+    run_path = Path(run_dir) if run_dir is not None else default_run_dir(out)
+    config = config.resolved()
     console = console or Console(stderr=True)
-    selected = select_problems(config)
+    run, selected = open_run(config, run_path, overwrite=overwrite, check_model=sampler is None)
     clean, removed = drop_contaminated(
-        [p for items in selected.values() for p in items], config.data_dir, console
+        [problem for items in selected.values() for problem in items], config.data_dir, console
     )
     kept = {problem.id for problem in clean}
-    problems = {
-        bench: [problem for problem in items if problem.id in kept] for bench, items in selected.items()
-    }
-    run_path = Path(run_dir) if run_dir is not None else default_run_dir(out)
-    evaluate(config, run_path, overwrite=overwrite, generation=generation, console=console, problems=problems)
-    records = [record for record in RunDirectory(run_path).store.load().values() if record.id in kept]
-    return write_rm_data(records, out, run_path, removed)
+    problems = {bench: [p for p in items if p.id in kept] for bench, items in selected.items()}
+    records = sample_run(config, run, problems, sampler=sampler, console=console)
+    return write_rm_data([r for r in records.values() if r.id in kept], out, run_path, removed)
 
 
 def rm_data_from_run(

@@ -168,8 +168,8 @@ def summarize_scored(path: str | Path) -> dict[str, Any]:
 
 def _selection_metrics(records: list[dict[str, Any]], scores: dict[str, list[float]]) -> dict[str, Any]:
     """pass@1, maj@n, RM@n, pass@n of eval records (``mathforge.metrics``), and RM@n - maj@n paired."""
-    from mathforge.eval.records import ProblemRecord
     from mathforge.metrics import paired_difference, per_problem_scores, summarize
+    from mathforge.records import ProblemRecord
 
     parsed = [ProblemRecord.model_validate(record) for record in records]
     result = summarize(parsed, rm_scores=scores)

@@ -36,6 +36,7 @@ from mathforge.reward.loss import listwise_loss
 from mathforge.reward.model import RewardModel, pad_right
 from mathforge.reward.ranking import ranking_metrics
 from mathforge.reward.records import RankedGroup, read_groups
+from mathforge.runs import ENVIRONMENT, check_identity, write_config_file
 from mathforge.runtime import Placement, environment, placement
 
 CONFIG_FILE = "train_config.json"
@@ -43,22 +44,17 @@ METRICS_FILE = "metrics.json"
 CHECKPOINT_DIR = "checkpoints"
 _ABSENT = -100  # label (and padded score) of an empty slot when problems have different n
 
-# Fields that change what is trained; a rerun with others (logging, checkpoint cadence) may resume.
-_RESULT_FIELDS = (
-    "base",
-    "data",
-    "eval_data",
-    "eval_fraction",
-    "epochs",
-    "max_steps",
-    "lr",
-    "weight_decay",
-    "warmup",
-    "max_length",
-    "problems_per_batch",
-    "grad_accum",
-    "train_layers",
-    "seed",
+# Settings a rerun may change and still resume (logging, checkpoint cadence, memory trade-offs);
+# every other setting, and the resolved device and dtype, must match (``mathforge.runs``).
+_FREE_FIELDS = (
+    "out",
+    "bf16",
+    "gradient_checkpointing",
+    "logging_steps",
+    "save_steps",
+    "eval_steps",
+    "save_total_limit",
+    "deepspeed",
 )
 
 
@@ -273,25 +269,6 @@ def training_placement(cfg: RewardTrainingConfig) -> Placement:
     return placement(None, dtype)
 
 
-def _check_config(out: Path, cfg: RewardTrainingConfig, where: Placement, overwrite: bool) -> None:
-    """Refuse to resume a run directory that was started with different training settings.
-
-    The resolved precision counts too: a run begun in float32 is not continued under bf16 on a
-    machine whose CPU has it.
-    """
-    saved_file = out / CONFIG_FILE
-    if not saved_file.is_file() or overwrite:
-        return
-    saved = json.loads(saved_file.read_text(encoding="utf-8"))
-    current = {**asdict(cfg), **where.describe()}
-    changed = [key for key in (*_RESULT_FIELDS, "device", "dtype") if saved.get(key) != current.get(key)]
-    if changed:
-        details = ", ".join(f"{key}: {saved.get(key)!r} -> {current.get(key)!r}" for key in changed)
-        raise MathforgeError(
-            f"{out} holds a run with other settings ({details}); use another --out or pass --overwrite"
-        )
-
-
 def train_reward_model(
     cfg: RewardTrainingConfig, *, overwrite: bool = False, callbacks: list[Any] | None = None
 ) -> RewardTrainingResult:
@@ -302,7 +279,9 @@ def train_reward_model(
     """
     out = Path(cfg.out)
     where = training_placement(cfg)
-    _check_config(out, cfg, where, overwrite)
+    record = {**asdict(cfg), **where.describe(), ENVIRONMENT: environment()}
+    if not overwrite:  # a run begun in float32 is not continued under bf16 on a CPU that has it
+        check_identity(out / CONFIG_FILE, record, _FREE_FIELDS)
     checkpoints = out / CHECKPOINT_DIR
     if overwrite and checkpoints.is_dir():
         for checkpoint in checkpoints.glob("checkpoint-*"):
@@ -322,9 +301,7 @@ def train_reward_model(
     if not train_groups:
         raise MathforgeError(f"{cfg.data}: no problem with both a correct and a wrong response to train on")
 
-    out.mkdir(parents=True, exist_ok=True)
-    saved = {**asdict(cfg), **where.describe(), "environment": environment()}
-    (out / CONFIG_FILE).write_text(json.dumps(saved, indent=2) + "\n", encoding="utf-8")
+    write_config_file(out / CONFIG_FILE, record)
 
     torch.manual_seed(cfg.seed)  # the head's initialisation
     model = RewardModel.from_base(cfg.base, max_length=cfg.max_length, dtype=torch.float32, device="cpu")

@@ -59,7 +59,8 @@ or namespaces; RLIMIT_AS is not enforced): use it for development, not for untru
 Windows is not supported (no fork).
 """
 
+from mathforge.sandbox.files import default_exec_path, run_file
 from mathforge.sandbox.pool import Sandbox, SandboxWarning, Session
 from mathforge.sandbox.result import ExecResult
 
-__all__ = ["ExecResult", "Sandbox", "SandboxWarning", "Session"]
+__all__ = ["ExecResult", "Sandbox", "SandboxWarning", "Session", "default_exec_path", "run_file"]

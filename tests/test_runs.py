@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from mathforge.errors import InputError, MathforgeError
-from mathforge.eval.records import ProblemRecord, SampleRecord
-from mathforge.eval.store import RunDirectory
+from mathforge.records import ProblemRecord, SampleRecord
+from mathforge.runs import RunDirectory
 
 
 def _record(pid: str) -> ProblemRecord:
@@ -23,18 +24,16 @@ def _record(pid: str) -> ProblemRecord:
 
 def test_a_different_config_is_refused_unless_overwritten(tmp_path: Path):
     run = RunDirectory(tmp_path / "run")
-    run.open({"model": "m", "temperature": 0.0, "limit": 5}, identity=["model", "temperature"])
+    run.open({"model": "m", "temperature": 0.0, "limit": 5}, free=["limit"])
     run.store.append([_record("a")])
     run.store.close()
     # Same identity, other limit: resumes and keeps the samples.
-    RunDirectory(tmp_path / "run").open(
-        {"model": "m", "temperature": 0.0, "limit": 9}, identity=["model", "temperature"]
-    )
+    RunDirectory(tmp_path / "run").open({"model": "m", "temperature": 0.0, "limit": 9}, free=["limit"])
     assert list(run.store.load()) == ["a"]
     with pytest.raises(MathforgeError) as caught:
-        run.open({"model": "m", "temperature": 0.7, "limit": 9}, identity=["model", "temperature"])
+        run.open({"model": "m", "temperature": 0.7, "limit": 9}, free=["limit"])
     assert "temperature: 0.0 -> 0.7" in str(caught.value) and "--overwrite" in str(caught.value)
-    run.open({"model": "m", "temperature": 0.7}, identity=["model", "temperature"], overwrite=True)
+    run.open({"model": "m", "temperature": 0.7}, free=["limit"], overwrite=True)
     assert run.store.load() == {}
     assert run.read_config()["temperature"] == 0.7
 
@@ -68,3 +67,24 @@ def test_a_bad_record_names_file_line_and_field(tmp_path: Path):
 def test_reading_a_directory_that_is_not_a_run(tmp_path: Path):
     with pytest.raises(MathforgeError, match="not a run directory"):
         RunDirectory(tmp_path).read_config()
+
+
+def test_training_runs_share_the_identity_rule(tmp_path: Path):
+    """``rm train`` resumes under the same rule: settings and the resolved dtype, not logging cadence."""
+    pytest.importorskip("transformers")
+    from dataclasses import asdict
+
+    from mathforge.reward.training import CONFIG_FILE, RewardTrainingConfig, train_reward_model
+    from mathforge.runtime import force_cpu_bf16
+
+    cfg = RewardTrainingConfig(base="base", data=str(tmp_path / "missing.jsonl"), out=str(tmp_path / "rm"))
+    saved = {**asdict(cfg), "device": "cpu", "dtype": "float32", "environment": {"git_commit": "old"}}
+    (tmp_path / "rm").mkdir()
+    (tmp_path / "rm" / CONFIG_FILE).write_text(json.dumps(saved))
+    with force_cpu_bf16(True), pytest.raises(MathforgeError, match="dtype: 'float32' -> 'bfloat16'"):
+        train_reward_model(cfg)
+    with force_cpu_bf16(False), pytest.raises(MathforgeError, match=r"lr: 1e-05 -> 0\.001"):
+        train_reward_model(RewardTrainingConfig(**{**asdict(cfg), "lr": 1e-3}))
+    # Another logging cadence resumes: the run gets as far as reading its (missing) data.
+    with force_cpu_bf16(False), pytest.raises(InputError, match=r"missing\.jsonl: file not found"):
+        train_reward_model(RewardTrainingConfig(**{**asdict(cfg), "logging_steps": 1}))
