@@ -7,20 +7,20 @@ from dataclasses import dataclass, field
 
 import torch
 
-from mathforge.engines.base import Completion
 from mathforge.engines.hf.cache import BatchCache
 
 
 @dataclass
 class Row:
-    """One sequence being generated: which prompt and sample it is, and what it has produced."""
+    """One sequence being generated: which prompt and sample it is, the tokens it has sampled
+    (an end-of-sequence token included) and, when asked, their log-probabilities."""
 
     prompt: int
     sample: int
     limit: int
     generator: torch.Generator | None
     ids: list[int] = field(default_factory=list)
-    completion: Completion | None = None
+    logprobs: list[float] = field(default_factory=list)
 
 
 @dataclass

@@ -10,11 +10,21 @@ from typing import Any
 
 import torch
 
-from mathforge.engines.base import Completion, SamplingParams, align_token_ids, find_stop
+from mathforge.engines.base import (
+    Completion,
+    EngineCapabilities,
+    FinishReason,
+    Prompt,
+    SamplingParams,
+    adds_bos,
+    align_token_ids,
+    encode_prompt,
+    find_stop,
+)
 from mathforge.engines.hf.batch import Batch, Row, common_prefix_length
 from mathforge.engines.hf.cache import BatchCache
 from mathforge.engines.hf.kernels import pack_linear_layers, store_linear_weights_transposed
-from mathforge.engines.hf.sampler import row_generator, sample_tokens
+from mathforge.engines.hf.sampler import row_generator, sample_tokens, token_logprobs
 from mathforge.errors import MathforgeError
 
 # A prompt joins a prefill group only if it is at least this fraction of the group's longest.
@@ -27,7 +37,19 @@ class HFEngine:
     Build it from a loaded ``model`` and ``tokenizer`` (e.g. a policy being trained), or with
     :meth:`load` from a model name. ``max_batch_size`` bounds live rows; ``prefill_tokens`` bounds
     the padded prompt tokens prefilled in one forward pass.
+
+    An engine built on a caller's model holds no copy of its weights: every call runs
+    ``model.forward`` on the parameters as they are, so after an optimiser step the next
+    ``generate`` samples from the updated policy with nothing to refresh. Only :meth:`load`
+    re-lays linear layers for CPU speed (packed or transposed copies), which is why its model
+    is for inference only and must not be trained.
+
+    Prompts may be token ids; completions always carry ``sampled_ids`` and, when asked, the
+    ``logprobs`` of the distribution each token was drawn from, taken from the logits the decode
+    step computes anyway (no second forward pass).
     """
+
+    capabilities = EngineCapabilities(token_ids_in=True, logprobs=True)
 
     def __init__(
         self,
@@ -58,7 +80,7 @@ class HFEngine:
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
         self.eos_ids = _eos_ids(model, tokenizer)
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
-        self._bos = tokenizer.bos_token if _adds_bos(tokenizer) else None
+        self._bos = tokenizer.bos_token if adds_bos(tokenizer) else None
 
     @classmethod
     def load(
@@ -96,15 +118,16 @@ class HFEngine:
 
     def encode(self, prompt: str) -> list[int]:
         """Token ids of a rendered prompt (special tokens written in the text are kept as such)."""
-        if self._bos is not None and not prompt.startswith(self._bos):
-            prompt = self._bos + prompt
-        return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        return encode_prompt(self.tokenizer, prompt, self._bos)
 
-    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
-        """``params.n`` completions for each prompt, in prompt order."""
+    def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[Completion]]:
+        """``params.n`` completions for each prompt (a rendered string or its token ids), in
+        prompt order."""
         if isinstance(prompts, str):
             raise TypeError("generate() takes a list of prompts")
-        encoded = [self.encode(p) for p in prompts]
+        encoded = [self.encode(p) if isinstance(p, str) else [int(t) for t in p] for p in prompts]
+        if any(not ids for ids in encoded):
+            raise MathforgeError("generate(): a prompt has no tokens")
         limits = [self._row_limit(i, ids, params) for i, ids in enumerate(encoded)]
         base_seed = params.seed if params.seed is not None else random.SystemRandom().randrange(2**62)
         # Longest prompts first: they pad the least when admitted together, and memory peaks early.
@@ -277,9 +300,12 @@ class HFEngine:
         """Sample one token per row, finish the rows that are done and drop them from the batch."""
         tokens = sample_tokens(logits, [row.generator for row in batch.rows], params)
         batch.pending = tokens
+        logprobs = token_logprobs(logits, tokens, params).tolist() if params.logprobs else None
         keep = []
         for index, (row, token) in enumerate(zip(batch.rows, tokens.tolist(), strict=True)):
-            completion = self._finish_if_done(row, token, params.stop)
+            if logprobs is not None:
+                row.logprobs.append(logprobs[index])
+            completion = self._finish_if_done(row, token, params)
             if completion is None:
                 keep.append(index)
             else:
@@ -289,28 +315,43 @@ class HFEngine:
         if len(keep) < len(batch.rows):
             batch.keep(keep)
 
-    def _finish_if_done(self, row: Row, token: int, stops: Sequence[str]) -> Completion | None:
-        if token in self.eos_ids:
-            return Completion(self._decode(row.ids), row.ids, "eos")
+    def _finish_if_done(self, row: Row, token: int, params: SamplingParams) -> Completion | None:
         row.ids.append(token)
+        if token in self.eos_ids:
+            return self._completion(row, params, row.ids[:-1], "eos")
+        stops = params.stop
         if stops:
             window = 4 * max(len(s) for s in stops) + 8  # tokens enough to spell any stop string
             if find_stop(self._decode(row.ids[-window:]), stops) is not None:
-                return self._cut_at_stop(row.ids, stops)
+                return self._cut_at_stop(row, params)
         if len(row.ids) >= row.limit:
-            return Completion(self._decode(row.ids), row.ids, "length")
+            return self._completion(row, params, row.ids, "length")
         return None
+
+    def _completion(
+        self, row: Row, params: SamplingParams, ids: list[int], finish: FinishReason
+    ) -> Completion:
+        logprobs = row.logprobs if params.logprobs else None
+        return Completion(self._decode(ids), ids, finish, sampled_ids=row.ids, logprobs=logprobs)
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
-    def _cut_at_stop(self, ids: list[int], stops: Sequence[str]) -> Completion:
-        """The completion ending right before the first stop string, with token ids that decode to it."""
-        text = self._decode(ids)
-        match = find_stop(text, stops)
+    def _cut_at_stop(self, row: Row, params: SamplingParams) -> Completion:
+        """The completion ending right before the first stop string, with token ids that decode to
+        it (``sampled_ids`` keep every sampled token, through the one completing the stop string)."""
+        text = self._decode(row.ids)
+        match = find_stop(text, params.stop)
         assert match is not None
         kept_text = text[: match[0]]
-        return Completion(kept_text, align_token_ids(self.tokenizer, ids, kept_text), "stop", match[1])
+        return Completion(
+            kept_text,
+            align_token_ids(self.tokenizer, row.ids, kept_text),
+            "stop",
+            match[1],
+            sampled_ids=row.ids,
+            logprobs=row.logprobs if params.logprobs else None,
+        )
 
     def _progress_bar(self, total: int) -> Any:
         if not self.progress:
@@ -331,10 +372,3 @@ def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
     if not ids:
         raise MathforgeError("the tokenizer defines no end-of-sequence token")
     return ids
-
-
-def _adds_bos(tokenizer: Any) -> bool:
-    """Whether the tokenizer normally starts a sequence with BOS (Llama-style), which chat
-    templates sometimes leave to the tokenizer."""
-    bos = tokenizer.bos_token_id
-    return bos is not None and tokenizer("a", add_special_tokens=True)["input_ids"][:1] == [bos]

@@ -1,4 +1,5 @@
-"""The hf engine's sampler: greedy, or temperature/top-p by inverse CDF from per-row random streams."""
+"""The hf engine's sampler: greedy, or temperature/top-p by inverse CDF from per-row random streams,
+and the log-probability of each chosen token under the distribution it was drawn from."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from mathforge.engines.base import SamplingParams
 
 
 def row_generator(base_seed: int, prompt: int, sample: int) -> torch.Generator:
+    """The random stream of one (prompt, sample) row: independent of the batch it shares."""
     generator = torch.Generator()
     generator.manual_seed((base_seed * 1_000_003 + prompt * 65_537 + sample) % (2**63))
     return generator
@@ -25,13 +27,34 @@ def sample_tokens(
     """
     if params.greedy:
         return logits.argmax(dim=-1)
-    probs = torch.softmax(logits.float() / params.temperature, dim=-1)
-    if params.top_p < 1.0:
-        probs = probs.masked_fill(probs < nucleus_threshold(probs, params.top_p), 0.0)
-    cdf = probs.double().cumsum(dim=-1)
+    cdf = _sampling_probs(logits, params).double().cumsum(dim=-1)
     uniforms = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in generators])
     picks = torch.searchsorted(cdf, (uniforms.to(cdf.device) * cdf[:, -1])[:, None])
     return picks[:, 0].clamp(max=cdf.shape[-1] - 1)
+
+
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    """Per row, the log-probability of ``tokens`` under the distribution :func:`sample_tokens`
+    draws from (the definition ``Completion.logprobs`` documents), in float32.
+
+    Greedy: ``log_softmax(logits)``. Sampled: ``log_softmax(logits / temperature)``, minus the
+    log of the nucleus mass when ``top_p < 1`` (the nucleus is renormalised before drawing).
+    Computed with ``log_softmax`` rather than ``log(probs)`` so unlikely tokens keep a finite value.
+    """
+    scaled = logits.float() if params.greedy else logits.float() / params.temperature
+    picked = torch.log_softmax(scaled, dim=-1).gather(-1, tokens[:, None])[:, 0]
+    if not params.greedy and params.top_p < 1.0:
+        mass = _sampling_probs(logits, params).double().sum(dim=-1)
+        picked = picked - mass.log().float()
+    return picked
+
+
+def _sampling_probs(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    """``softmax(logits / temperature)`` with the tail outside the top-p nucleus zeroed (not renormalised)."""
+    probs = torch.softmax(logits.float() / params.temperature, dim=-1)
+    if params.top_p < 1.0:
+        probs = probs.masked_fill(probs < nucleus_threshold(probs, params.top_p), 0.0)
+    return probs
 
 
 def nucleus_threshold(probs: torch.Tensor, top_p: float) -> torch.Tensor:
