@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from mathforge.engines.base import Completion, Engine, SamplingParams, engine_capabilities
 from mathforge.errors import MathforgeError
@@ -111,6 +111,16 @@ class _Live:
     session: Any = None
 
 
+class _Part(NamedTuple):
+    """A round's model segment: its text, token ids, log-probabilities, and the model-written
+    tokens it counts against ``max_new_tokens``."""
+
+    text: str
+    ids: list[int] | None
+    logprobs: list[float] | None
+    written: int
+
+
 @dataclass
 class _Cell:
     """Code a trajectory asked to run; ``fence_tail`` is what the model wrote after its own
@@ -186,20 +196,18 @@ class _Rollout:
                 code, finish = None, "max_calls"
             # A model that ended its turn after a code block gets the output all the same; a
             # token-exact trajectory then continues without the end-of-sequence token.
-            text, ids, logprobs = self._model_part(completion, continuing=code is not None)
-            written = len(ids) if self.exact and ids is not None else len(completion.token_ids)
-            if code is not None and trajectory.completion_tokens + written >= self.params.max_new_tokens:
+            part = self._model_part(completion, continuing=code is not None)
+            if code is not None and trajectory.completion_tokens + part.written >= self.params.max_new_tokens:
                 code, finish = None, "length"  # no budget left to read the output
-                text, ids, logprobs = self._model_part(completion, continuing=False)
-                written = len(ids) if self.exact and ids is not None else len(completion.token_ids)
-            trajectory.add("model", text, ids, logprobs)
-            trajectory.completion_tokens += written
+                part = self._model_part(completion, continuing=False)
+            trajectory.add("model", part.text, part.ids, part.logprobs)
+            trajectory.completion_tokens += part.written
             trajectory.finish_reason = finish
             if code is not None:
                 tail = None
                 if self.exact and completion.finish_reason == "stop":
-                    fence = text.rfind(OUTPUT_FENCE)
-                    tail = text[fence + len(OUTPUT_FENCE) :] if fence >= 0 else None
+                    fence = part.text.rfind(OUTPUT_FENCE)
+                    tail = part.text[fence + len(OUTPUT_FENCE) :] if fence >= 0 else None
                 cells.append(_Cell(item, code, tail))
         return cells
 
@@ -214,10 +222,8 @@ class _Rollout:
         code = trailing_python_block(completion.text) if asks else None
         return None if code is None or "\\boxed" in completion.text else code
 
-    def _model_part(
-        self, completion: Completion, continuing: bool
-    ) -> tuple[str, list[int] | None, list[float] | None]:
-        """A round's model segment: text, token ids and log-probabilities.
+    def _model_part(self, completion: Completion, continuing: bool) -> _Part:
+        """A round's model segment.
 
         Token-exact: the sampled ids (less a final end-of-sequence token when the trajectory
         continues, since the next round does not condition on it) and their decoded text.
@@ -225,16 +231,19 @@ class _Rollout:
         """
         if not self.exact:
             ids = completion.token_ids if self.engine.tokenizer is not None else None
-            return completion.text, ids, None
+            return _Part(completion.text, ids, None, len(completion.token_ids))
         if completion.sampled_ids is None:
             raise MathforgeError("the engine declares token_ids_in but returned no sampled_ids")
-        ids, logprobs = list(completion.sampled_ids), completion.logprobs
-        if self.keep_logprobs and logprobs is None:
-            raise MathforgeError("logprobs were asked for but the engine returned none")
+        ids = list(completion.sampled_ids)
+        logprobs = None
+        if self.keep_logprobs:
+            if completion.logprobs is None:
+                raise MathforgeError("logprobs were asked for but the engine returned none")
+            logprobs = list(completion.logprobs)
         if continuing and completion.finish_reason == "eos":
             ids = ids[:-1]
             logprobs = logprobs[:-1] if logprobs is not None else None
-        return self._decode(ids), ids, list(logprobs) if self.keep_logprobs and logprobs is not None else None
+        return _Part(self._decode(ids), ids, logprobs, len(ids))
 
     def _decode(self, ids: list[int]) -> str:
         return self.engine.tokenizer.decode(ids, skip_special_tokens=True)
