@@ -1,7 +1,7 @@
 """The ``vllm`` engine: vLLM's offline ``LLM`` on one or more GPUs (optional extra ``[vllm]``).
 
 vLLM is imported only when this engine is built, so the rest of mathforge never needs it.
-Token-id prompts go in as ``{"prompt_token_ids": ids}`` (vLLM's ``TokensPrompt``); each output's
+Token-id prompts go in as vLLM's ``TokensPrompt(prompt_token_ids=ids)``; each output's
 ``token_ids`` are the sampled tokens (the end-of-sequence token and the tokens of a matched stop
 string included), and ``logprobs=0`` returns the sampled token's log-probability at each step.
 """
@@ -96,7 +96,11 @@ class VLLMEngine:
             )
             for index in range(len(prompts))
         ]
-        inputs = [p if isinstance(p, str) else {"prompt_token_ids": [int(t) for t in p]} for p in prompts]
+        from vllm.inputs import TokensPrompt
+
+        inputs = [
+            p if isinstance(p, str) else TokensPrompt(prompt_token_ids=[int(t) for t in p]) for p in prompts
+        ]
         outputs = self.llm.generate(inputs, per_prompt, use_tqdm=self.progress)
         return [[self._completion(choice) for choice in output.outputs] for output in outputs]
 
