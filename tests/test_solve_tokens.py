@@ -220,3 +220,11 @@ def test_call_limit_and_budget_end_a_token_exact_trajectory(embedded_tokenizer: 
     [[short]] = solve_prompts(["Q"], engine, mode="tir", params=params, sandbox=sandbox)
     assert short.finish_reason == "length" and short.completion_tokens == first + 3
     assert len(short.executions) == 1 and short.logprobs is None
+
+
+def test_output_after_the_models_own_fence() -> None:
+    from mathforge.solve.code import output_after_fence
+
+    assert output_after_fence("42", "") == "\n42\n```\n"
+    assert output_after_fence("42", "\n") == "42\n```\n"  # the fence token carried the newline
+    assert output_after_fence("42", "\n\n") == "\n42\n```\n"  # anything else: the whole reply after it

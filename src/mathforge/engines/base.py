@@ -87,10 +87,12 @@ class Completion:
 
     - greedy (``temperature == 0``): ``log_softmax(logits)``, the raw model distribution;
     - sampled: ``log p`` where ``p = softmax(logits / temperature)`` restricted to the top-p
-      nucleus and renormalised. With ``top_p == 1`` this is ``log_softmax(logits / temperature)``,
-      what TRL's ``GRPOTrainer`` computes for the policy (``selective_log_softmax(logits /
-      temperature)``) and what vLLM returns with ``logprobs_mode="processed_logprobs"``; with
-      ``top_p < 1`` a nucleus token's value exceeds that by ``-log(nucleus mass)``.
+      nucleus and renormalised (vLLM's ``logprobs_mode="processed_logprobs"``, taken after
+      temperature and top-p masking). With ``top_p == 1`` this is ``log_softmax(logits /
+      temperature)``, exactly what TRL's ``GRPOTrainer`` recomputes for the policy
+      (``selective_log_softmax(logits / temperature)``); with ``top_p < 1`` a nucleus token's
+      value exceeds that by ``-log(nucleus mass)``, so a trainer comparing the two should
+      sample with ``top_p = 1``.
     """
 
     text: str
