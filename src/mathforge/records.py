@@ -106,7 +106,7 @@ class SampleRecord(BaseModel):
     executions: list[Execution] = Field(default_factory=list)
     token_ids: list[int] | None = None
     segments: list[Segment] | None = None
-    logprobs: list[float] | None = None
+    logprobs: list[float | None] | None = None  # None per executor-output token
     rm_score: float | None = None
 
     @property
