@@ -342,9 +342,8 @@ def test_real_benchmarks_flag_copies_and_pass_ordinary_training_questions(data_d
 
 def test_rm_data_drops_contaminated_problems_before_sampling(bench_dir: Path, tmp_path: Path) -> None:
     from mathforge.engines import Completion, SamplingParams
-    from mathforge.eval.config import EvalConfig
-    from mathforge.eval.runner import _Generation
     from mathforge.reward.collect import build_rm_data
+    from mathforge.sampling import Sampler, SamplingRunConfig
 
     class Engine:
         """Right answer in even samples, 0 in odd ones; records every prompt it is asked."""
@@ -369,7 +368,7 @@ def test_rm_data_drops_contaminated_problems_before_sampling(bench_dir: Path, tm
             {"question": "What is the value of sqrt(36 * sqrt(16))?", "answer": "5"},
         ],
     )
-    config = EvalConfig(model="scripted", benches=[str(problems)], n=2, data_dir=str(bench_dir))
+    config = SamplingRunConfig(model="scripted", benches=[str(problems)], n=2, data_dir=str(bench_dir))
     engine = Engine()
     log = tmp_path / "log.txt"
     from rich.console import Console
@@ -379,7 +378,7 @@ def test_rm_data_drops_contaminated_problems_before_sampling(bench_dir: Path, tm
             config,
             tmp_path / "rm.jsonl",
             console=Console(file=handle, width=300),
-            generation=lambda cfg: _Generation(cfg, engine, None, None),
+            sampler=lambda cfg: Sampler(cfg, engine),
         )
     assert len(engine.prompts) == 1 and "Tom has 2 apples" in engine.prompts[0]
     assert (summary.problems, summary.pairable, summary.contaminated) == (1, 1, 2)
