@@ -236,6 +236,17 @@ def test_reused_processes_restore_state_and_retire_when_patched() -> None:
     with Sandbox(workers=1, timeout=1.0, memory_mb=256, reuse=20) as box:
         pid = box.run("import os\nprint(os.getpid())").stdout
         assert box.run("import os\nprint(os.getpid())").stdout == pid  # the same process
+        # Ordinary sympy work keeps the process: new Dummies (a counter sympy rebinds on its
+        # class), a subclass of a sympy class, an undefined function, an error.
+        ordinary = (
+            "import sympy as sp\nx = sp.Symbol('x')\nprint(sp.Matrix([[1, 2], [3, 4]]).eigenvals())",
+            "import sympy as sp\nclass Mine(sp.Expr):\n    pass\nprint(Mine(), sp.Dummy('d'))",
+            "import sympy as sp\nf, x = sp.Function('f'), sp.Symbol('x')\n"
+            "print(sp.dsolve(f(x).diff(x) - f(x)))",
+            "from fractions import Fraction\n1 / Fraction(0, 1)",
+        )
+        assert [box.run(code).status for code in ordinary] == ["ok", "ok", "ok", "error"]
+        assert box.run("import os\nprint(os.getpid())").stdout == pid
         box.run("x = 5\nopen('left.txt', 'w').write('x')\nimport os\nos.environ['LEAK'] = '1'")
         clean = box.run("import os\nprint('x' in globals(), os.listdir('.'), 'LEAK' in os.environ)")
         assert clean.stdout == "False [] False\n"
