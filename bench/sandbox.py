@@ -25,9 +25,9 @@ Executors, each timed as a whole process, start-up included (what a user pays):
   evaluation process that grades answers has); the runtime pickled with each task;
   ``timeout_decorator``'s SIGALRM inside the worker and pebble's per-task timeout; stdout
   captured only when the last line prints, and dropped when the code raises; the last line
-  evaluated otherwise; results and errors truncated to 400 characters. Its constructor also
-  starts a ``multiprocess.Pool`` of one process per core that ``batch_apply`` never uses: left
-  out here, which only spares the baseline that start-up cost.
+  evaluated otherwise; results and errors truncated to 400 characters. Left out, which only
+  spares the baseline their cost: the ``multiprocess.Pool`` of one process per core that its
+  constructor starts and ``batch_apply`` never uses, and its progress bar.
 
 The executors take turns round by round (the order rotates), so load from other work on the
 machine hits them alike. Reported per executor: executions per second over the whole process,
@@ -41,6 +41,7 @@ import argparse
 import io
 import json
 import os
+import pickle
 import random
 import re
 import resource
@@ -482,8 +483,6 @@ def qwen_execute(lines: list[str], runtime: QwenRuntime, timeout_length: float) 
             result = timeout(timeout_length)(runtime.eval_code)(lines[-1])
         report = "Done"
         str(result)
-        import pickle
-
         pickle.dumps(result)
     except BaseException:
         result, report = "", traceback.format_exc().split("\n")[-2]
