@@ -189,9 +189,10 @@ class ClassVersions:
     """
 
     def __init__(self, classes: Iterable[type]) -> None:
+        self._classes = list(classes)  # kept alive: a tag is read at the class's address
         tags: list[ctypes.c_uint] | None = []
         self._counted: list[tuple[type, str]] = []
-        for cls in classes:
+        for cls in self._classes:
             counter = _COUNTERS.get((cls.__module__, cls.__qualname__))
             if counter is not None:
                 self._counted.append((cls, counter))
