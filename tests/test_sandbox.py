@@ -12,6 +12,7 @@ import pytest
 
 from mathforge.errors import MathforgeError
 from mathforge.sandbox import ExecResult, Sandbox, SandboxWarning
+from mathforge.sandbox.child import ClassVersions
 from mathforge.sandbox.pool import _warn_missing
 from mathforge.sandbox.protocol import FrameDecoder, FrameError, encode
 from mathforge.sandbox.result import truncate_middle
@@ -60,6 +61,30 @@ def test_frames_split_across_reads_and_bad_frames_are_errors() -> None:
         FrameDecoder(4).feed(encode({"too": "big"}))
     with pytest.raises(FrameError):
         FrameDecoder(100).feed(b"\x03\x00\x00\x00{x}")
+
+
+def test_class_versions_see_an_attribute_set_or_deleted_on_a_class_or_a_base() -> None:
+    class Base:
+        x = 1
+
+    class Derived(Base):
+        def __str__(self) -> str:
+            return "derived"
+
+    versions = ClassVersions([Derived])
+    assert len(versions) == 1
+    before = versions.snapshot()
+    assert str(Derived()) == "derived" and Derived.x == 1  # using a class changes nothing
+    assert versions.unchanged(before)
+    Base.y = 2  # through the base
+    assert not versions.unchanged(before)
+    before = versions.snapshot()
+    del Base.y
+    assert not versions.unchanged(before)
+    before = versions.snapshot()
+    Derived.__str__ = lambda self: "patched"  # type: ignore[method-assign]
+    assert not versions.unchanged(before)
+    assert not versions.unchanged(None)
 
 
 def test_missing_protection_warns_once_naming_it() -> None:

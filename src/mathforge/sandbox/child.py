@@ -189,10 +189,10 @@ class ClassVersions:
     """
 
     def __init__(self, classes: Iterable[type]) -> None:
-        self._classes = list(classes)  # kept alive: a tag is read at the class's address
+        self._tagged: list[type] = []  # kept alive: a tag is read at the class's address
         tags: list[ctypes.c_uint] | None = []
         self._counted: list[tuple[type, str]] = []
-        for cls in self._classes:
+        for cls in classes:
             counter = _COUNTERS.get((cls.__module__, cls.__qualname__))
             if counter is not None:
                 self._counted.append((cls, counter))
@@ -202,9 +202,10 @@ class ClassVersions:
             if (bases, mro) != (id(cls.__bases__), id(cls.__mro__)):
                 tags = None  # not CPython's layout: never trust what would be read
                 break
-            type.__getattribute__(cls, "__init__")  # a method-cache lookup gives the class a tag
+            self._tagged.append(cls)
             tags.append(ctypes.c_uint.from_address(address + _TP_VERSION_TAG))
         self._tags = tags
+        self.snapshot()  # assigns the missing tags here, once, rather than in every child
 
     @classmethod
     def of_modules(cls, names: Iterable[str]) -> ClassVersions:
@@ -232,11 +233,20 @@ class ClassVersions:
         return names, values
 
     def snapshot(self) -> tuple[list[int], list[str], list[object]] | None:
+        """The tags now, each made valid first: a class whose tag is 0 (never looked up, or reset
+        by a change) keeps 0 through a further change, which would then go unseen."""
         if self._tags is None:
             return None
-        return (list(map(_VALUE, self._tags)), *self._counted_items())
+        tags = list(map(_VALUE, self._tags))
+        if 0 in tags:
+            for cls, tag in zip(self._tagged, tags, strict=True):
+                if tag == 0:
+                    type.__getattribute__(cls, "__init__")  # a method-cache lookup assigns a tag
+            tags = list(map(_VALUE, self._tags))
+        return (tags, *self._counted_items())
 
     def unchanged(self, snapshot: tuple[list[int], list[str], list[object]] | None) -> bool:
+        """True when no watched class had an attribute set or deleted since ``snapshot``."""
         if snapshot is None or self._tags is None:
             return False
         tags, names, values = snapshot
