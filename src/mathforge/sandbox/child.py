@@ -163,7 +163,7 @@ def run_cell(
 WATCHED_MODULES = ("builtins", "math", "cmath", "fractions", "decimal", "random", "numpy", "sympy")
 
 _IMMUTABLE_TYPE = 1 << 8  # Py_TPFLAGS_IMMUTABLETYPE: no attribute of such a class can be set
-# Offsets in CPython's PyTypeObject, in pointers (the same layout from 3.8 to 3.14): tp_bases and
+# Offsets in CPython's PyTypeObject, in pointers (unchanged since 3.8): tp_bases and
 # tp_mro, checked against each class before anything is read, and the unsigned tp_version_tag.
 _POINTER = ctypes.sizeof(ctypes.c_void_p)
 _TP_BASES, _TP_MRO, _TP_VERSION_TAG = 42 * _POINTER, 43 * _POINTER, 48 * _POINTER
