@@ -53,6 +53,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, ClassVar
 
+from timeout_decorator import timeout  # imported where the pool forks from, as there
+
 # --- the corpus ------------------------------------------------------------------------------
 
 
@@ -469,8 +471,6 @@ class QwenRuntime:
 
 def qwen_execute(lines: list[str], runtime: QwenRuntime, timeout_length: float) -> tuple[Any, str]:
     """Its ``execute`` in auto mode, run in the pool worker for one snippet."""
-    from timeout_decorator import timeout
-
     try:
         if "print(" in lines[-1]:
             captured = io.StringIO()
