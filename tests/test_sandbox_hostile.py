@@ -459,6 +459,34 @@ CONTAMINATIONS = [
         "2.718281828459045",
     ),
     Contamination(
+        "CPU-time alarm that patches later",
+        "import math, signal\n"
+        "signal.signal(signal.SIGPROF, lambda *_: setattr(math, 'tau', 3))\n"
+        "signal.setitimer(signal.ITIMER_PROF, 0.1)",
+        "import math, time\nstart = time.process_time()\nwhile time.process_time() - start < 0.3:\n"
+        "    pass\nprint(math.tau)",
+        "6.283185307179586",
+    ),
+    Contamination(
+        "trace function",
+        "import sys\nsys.settrace(lambda frame, event, arg: None)",
+        "import sys\nprint(sys.gettrace())",
+        "None",
+    ),
+    Contamination(
+        "import hook",
+        "import sys\nclass Finder:\n    def find_spec(self, *args):\n        return None\n"
+        "sys.meta_path.insert(0, Finder())",
+        "import sys\nprint(any(type(f).__name__ == 'Finder' for f in sys.meta_path))",
+        "False",
+    ),
+    Contamination(
+        "blocked signal",
+        "import signal\n_ = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})",
+        "import signal\nprint(signal.SIGUSR1 in signal.pthread_sigmask(signal.SIG_BLOCK, ()))",
+        "False",
+    ),
+    Contamination(
         "environment", "import os\nos.environ['X'] = '1'", "import os\nprint('X' in os.environ)", "False"
     ),
     Contamination(

@@ -262,6 +262,20 @@ def _entries(namespace: dict[str, Any]) -> tuple[list[str], list[Any]]:
     return list(namespace), list(namespace.values())
 
 
+_SIGNALS = sorted(signal.valid_signals())
+_TIMERS = (signal.ITIMER_REAL, signal.ITIMER_VIRTUAL, signal.ITIMER_PROF)
+
+
+def _hooks() -> list[object]:
+    """Interpreter-wide state a cell can set that runs code or steers imports in later cells."""
+    path, meta_path, path_hooks = sys.path, sys.meta_path, sys.path_hooks
+    return [sys.gettrace(), sys.getprofile(), path, *path, meta_path, *meta_path, path_hooks, *path_hooks]
+
+
+def _same_objects(now: list[object], before: list[object]) -> bool:
+    return len(now) == len(before) and all(map(operator.is_, now, before))
+
+
 def _same_entries(namespace: dict[str, Any], keys: list[str], values: list[Any]) -> bool:
     """The very same keys and objects, in order (rebinding in place keeps a dict's order)."""
     return (
@@ -274,16 +288,18 @@ def _same_entries(namespace: dict[str, Any], keys: list[str], values: list[Any])
 class FreshState:
     """What a reused process restores before each execution, and how it notices it cannot.
 
-    Restored: working directory and its contents, environment, alarms and signal handlers,
-    recursion and integer-digit limits, the decimal context, mpmath precision, numpy's print
-    options, error handling and global random state, and a reseeded ``random``. Checked, and
-    the process retired when changed: ``sys.modules`` (a module imported, planted, replaced or
-    removed), the attributes of builtins and the core math modules, the attributes of every
-    class those modules and their submodules define, and threads left running. Anything else a
-    cell mutates in place (a module's inner object, a class's cache dict), or a cell written to
-    evade these checks, can outlive it: use one process per execution (the default) where that
-    matters. All checks together cost 0.2-0.3 ms per execution (1,120 classes, 780 modules,
-    measured on a busy 2-core box), against ~14 ms of CPU for a typical sympy execution.
+    Restored: working directory and its contents, environment, recursion and integer-digit
+    limits, the decimal context, mpmath precision, numpy's print options, error handling and
+    global random state, and a reseeded ``random``. Checked, and the process retired when
+    changed: ``sys.modules`` (a module imported, planted, replaced or removed), the attributes
+    of builtins and the core math modules, the attributes of every class those modules and
+    their submodules define, threads left running, signal handlers, mask and interval timers,
+    trace and profile functions, ``sys.path`` and the import hooks. Anything else a cell
+    mutates in place (a module's inner object, a class's cache dict, an audit hook), or a cell
+    written to evade these checks, can outlive it: use one process per execution (the default)
+    where that matters. All checks together cost 0.2-0.3 ms per execution (1,120 classes, 780
+    modules, measured on a busy 2-core box), against ~14 ms of CPU for a typical sympy
+    execution.
     """
 
     def __init__(self, class_versions: ClassVersions | None) -> None:
@@ -302,6 +318,9 @@ class FreshState:
         self.modules = {name: _entries(vars(sys.modules[name])) for name in loaded}
         self.class_versions = class_versions
         self.classes = class_versions.snapshot() if class_versions is not None else None
+        self.handlers = list(map(signal.getsignal, _SIGNALS))
+        self.signal_mask = signal.pthread_sigmask(signal.SIG_BLOCK, ())
+        self.hooks = _hooks()
         self.numpy_print = numpy.get_printoptions()
         self.numpy_errors = numpy.geterr()
         self.numpy_random = numpy.random.get_state()
@@ -311,10 +330,6 @@ class FreshState:
         import random
         import shutil
 
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        for signum in (signal.SIGALRM, signal.SIGTERM, signal.SIGHUP, signal.SIGXCPU):
-            signal.signal(signum, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
         os.chdir(self.home)
         for entry in os.scandir(self.home):
             if entry.is_dir(follow_symlinks=False):
@@ -348,7 +363,14 @@ class FreshState:
                 return False
         if self.class_versions is None or not self.class_versions.unchanged(self.classes):
             return False
-        return len(sys._current_frames()) == 1  # no thread left that could change things later
+        # Nothing left that could run later, between the check and the next cell or during it.
+        return (
+            len(sys._current_frames()) == 1  # a thread
+            and all(signal.getitimer(timer) == (0.0, 0.0) for timer in _TIMERS)  # an alarm
+            and all(map(operator.is_, map(signal.getsignal, _SIGNALS), self.handlers))
+            and signal.pthread_sigmask(signal.SIG_BLOCK, ()) == self.signal_mask
+            and _same_objects(_hooks(), self.hooks)  # a trace function, an import hook
+        )
 
 
 def serve(setup: ChildSetup) -> NoReturn:
