@@ -32,7 +32,8 @@ Executors, each timed as a whole process, start-up included (what a user pays):
 The executors take turns round by round (the order rotates), so load from other work on the
 machine hits them alike. Reported per executor: executions per second over the whole process,
 CPU per execution, the start-up, the leaks its probes saw, and how many corpus snippets give
-the same (output, error line) as the Qwen executor. Prints one JSON line on stdout.
+the same (output, error line) as the Qwen executor; then the ratios to the Qwen executor, as
+measured and as projected from CPU times for idle cores. Prints one JSON line on stdout.
 """
 
 from __future__ import annotations
