@@ -25,10 +25,10 @@ faults of every page the code touches (sympy touches thousands). ``Sandbox(reuse
 confined process serve up to N one-shot executions, each with new globals and a restored
 process state, retired early when a cell rebinds an attribute of builtins or a core math
 module, sets or deletes an attribute of a class those modules define, changes ``sys.modules``,
-leaves a thread running, or ends in timeout, memory error or crash: the same isolation from
-the machine, but not the guarantee that nothing one execution changes in place reaches the
-next (``child.FreshState`` lists what is restored and checked). ``bench/sandbox.py`` measures
-both against the Qwen2.5-Math executor.
+leaves a thread, timer, signal handler or hook behind, or ends in timeout, memory error or
+crash: the same isolation from the machine, but not the guarantee that nothing one execution
+changes in place reaches the next (``child.FreshState`` lists what is restored and checked).
+``bench/sandbox.py`` measures both against the Qwen2.5-Math executor.
 
 Guarantees on Linux (each child, before it reads model code):
 
