@@ -12,6 +12,7 @@ import pytest
 
 from mathforge.errors import MathforgeError
 from mathforge.sandbox import ExecResult, Sandbox, SandboxWarning
+from mathforge.sandbox.child import ClassVersions
 from mathforge.sandbox.pool import _warn_missing
 from mathforge.sandbox.protocol import FrameDecoder, FrameError, encode
 from mathforge.sandbox.result import truncate_middle
@@ -60,6 +61,30 @@ def test_frames_split_across_reads_and_bad_frames_are_errors() -> None:
         FrameDecoder(4).feed(encode({"too": "big"}))
     with pytest.raises(FrameError):
         FrameDecoder(100).feed(b"\x03\x00\x00\x00{x}")
+
+
+def test_class_versions_see_an_attribute_set_or_deleted_on_a_class_or_a_base() -> None:
+    class Base:
+        x = 1
+
+    class Derived(Base):
+        def __str__(self) -> str:
+            return "derived"
+
+    versions = ClassVersions([Derived])
+    assert len(versions) == 1
+    before = versions.snapshot()
+    assert str(Derived()) == "derived" and Derived.x == 1  # using a class changes nothing
+    assert versions.unchanged(before)
+    Base.y = 2  # through the base
+    assert not versions.unchanged(before)
+    before = versions.snapshot()
+    del Base.y
+    assert not versions.unchanged(before)
+    before = versions.snapshot()
+    Derived.__str__ = lambda self: "patched"  # type: ignore[method-assign]
+    assert not versions.unchanged(before)
+    assert not versions.unchanged(None)
 
 
 def test_missing_protection_warns_once_naming_it() -> None:
@@ -236,6 +261,17 @@ def test_reused_processes_restore_state_and_retire_when_patched() -> None:
     with Sandbox(workers=1, timeout=1.0, memory_mb=256, reuse=20) as box:
         pid = box.run("import os\nprint(os.getpid())").stdout
         assert box.run("import os\nprint(os.getpid())").stdout == pid  # the same process
+        # Ordinary sympy work keeps the process: new Dummies (a counter sympy rebinds on its
+        # class), a subclass of a sympy class, an undefined function, an error.
+        ordinary = (
+            "import sympy as sp\nx = sp.Symbol('x')\nprint(sp.Matrix([[1, 2], [3, 4]]).eigenvals())",
+            "import sympy as sp\nclass Mine(sp.Expr):\n    pass\nprint(Mine(), sp.Dummy('d'))",
+            "import sympy as sp\nf, x = sp.Function('f'), sp.Symbol('x')\n"
+            "print(sp.dsolve(f(x).diff(x) - f(x)))",
+            "from fractions import Fraction\n1 / Fraction(0, 1)",
+        )
+        assert [box.run(code).status for code in ordinary] == ["ok", "ok", "ok", "error"]
+        assert box.run("import os\nprint(os.getpid())").stdout == pid
         box.run("x = 5\nopen('left.txt', 'w').write('x')\nimport os\nos.environ['LEAK'] = '1'")
         clean = box.run("import os\nprint('x' in globals(), os.listdir('.'), 'LEAK' in os.environ)")
         assert clean.stdout == "False [] False\n"

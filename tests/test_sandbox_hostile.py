@@ -387,3 +387,138 @@ def test_parent_and_zygote_survive_everything(sandbox: Sandbox) -> None:
     os.kill(pid, 0)  # still alive after the whole corpus ran against it
     assert sandbox.run("print('alive')").stdout == "alive\n"
     assert sandbox.pid == pid
+
+
+# --- contamination: what one execution changes, no later one sees, in every mode ---------------
+
+
+@dataclass(frozen=True)
+class Contamination:
+    name: str
+    patch: str  # changes the process's state
+    probe: str  # prints what a process with a clean state prints
+    clean: str
+
+
+CONTAMINATIONS = [
+    Contamination("math.pi", "import math\nmath.pi = 3", "import math\nprint(math.pi)", "3.141592653589793"),
+    Contamination("builtin", "import builtins\nbuiltins.abs = lambda value: 0", "print(abs(-2))", "2"),
+    Contamination(
+        "sympy.sqrt",
+        "import sympy\nsympy.sqrt = lambda arg, evaluate=None: arg",
+        "import sympy\nprint(sympy.sqrt(4))",
+        "2",
+    ),
+    Contamination(
+        "sympy.Rational.__str__",
+        "import sympy\nsympy.Rational.__str__ = lambda self: 'patched'",
+        "import sympy\nprint(sympy.Rational(1, 3))",
+        "1/3",
+    ),
+    Contamination(
+        "fractions.Fraction.__str__",
+        "import fractions\nfractions.Fraction.__str__ = lambda self: 'patched'",
+        "from fractions import Fraction\nprint(Fraction(1, 3))",
+        "1/3",
+    ),
+    Contamination(
+        "class of a sympy submodule",
+        "import sympy\ntype(sympy.S.One).__str__ = lambda self: 'patched'",
+        "import sympy\nprint(sympy.S.One + 0)",
+        "1",
+    ),
+    Contamination(
+        "attribute added to a base outside the watched modules",
+        "import numbers\nnumbers.Rational.leaked = 1",
+        "from fractions import Fraction\nprint(hasattr(Fraction(1, 2), 'leaked'))",
+        "False",
+    ),
+    Contamination(
+        "module planted in sys.modules",
+        "import sys, types\nsys.modules['planted'] = types.ModuleType('planted')",
+        "import sys\nprint('planted' in sys.modules)",
+        "False",
+    ),
+    Contamination(
+        "module newly imported and patched",
+        "import calendar\ncalendar.MONDAY = 5",
+        "import calendar\nprint(calendar.MONDAY)",
+        "0",
+    ),
+    Contamination(
+        "module replaced in sys.modules",
+        "import sys, types\nsys.modules['itertools'] = types.ModuleType('itertools')",
+        "import itertools\nprint(hasattr(itertools, 'count'))",
+        "True",
+    ),
+    Contamination(
+        "thread that patches later",
+        "import math, threading, time\n"
+        "threading.Thread(target=lambda: (time.sleep(0.3), setattr(math, 'e', 2))).start()",
+        "import math, time\ntime.sleep(0.6)\nprint(math.e)",
+        "2.718281828459045",
+    ),
+    Contamination(
+        "CPU-time alarm that patches later",
+        "import math, signal\n"
+        "signal.signal(signal.SIGPROF, lambda *_: setattr(math, 'tau', 3))\n"
+        "signal.setitimer(signal.ITIMER_PROF, 0.1)",
+        "import math, time\nstart = time.process_time()\nwhile time.process_time() - start < 0.3:\n"
+        "    pass\nprint(math.tau)",
+        "6.283185307179586",
+    ),
+    Contamination(
+        "trace function",
+        "import sys\nsys.settrace(lambda frame, event, arg: None)",
+        "import sys\nprint(sys.gettrace())",
+        "None",
+    ),
+    Contamination(
+        "import hook",
+        "import sys\nclass Finder:\n    def find_spec(self, *args):\n        return None\n"
+        "sys.meta_path.insert(0, Finder())",
+        "import sys\nprint(any(type(f).__name__ == 'Finder' for f in sys.meta_path))",
+        "False",
+    ),
+    Contamination(
+        "blocked signal",
+        "import signal\n_ = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})",
+        "import signal\nprint(signal.SIGUSR1 in signal.pthread_sigmask(signal.SIG_BLOCK, ()))",
+        "False",
+    ),
+    Contamination(
+        "environment", "import os\nos.environ['X'] = '1'", "import os\nprint('X' in os.environ)", "False"
+    ),
+    Contamination(
+        "recursion limit",
+        "import sys\nsys.setrecursionlimit(50000)",
+        "import sys\nprint(sys.getrecursionlimit())",
+        "1000",
+    ),
+    Contamination(
+        "random state",
+        "import random\nrandom.seed(7)",
+        "import random\nprint(random.random() == random.Random(7).random())",
+        "False",
+    ),
+    Contamination(
+        "mpmath precision", "import mpmath\nmpmath.mp.dps = 50", "import mpmath\nprint(mpmath.mp.dps)", "15"
+    ),
+]
+
+
+@pytest.fixture(scope="module", params=[1, 20], ids=["fresh-process", "reuse"])
+def any_mode(request):
+    # One worker: in reuse mode the probe runs in the patched process unless it was retired.
+    with Sandbox(workers=1, timeout=TIMEOUT, memory_mb=512, reuse=request.param) as box:
+        yield box
+
+
+@pytest.mark.parametrize("case", CONTAMINATIONS, ids=[case.name for case in CONTAMINATIONS])
+def test_no_execution_sees_what_an_earlier_one_changed(case: Contamination, any_mode: Sandbox) -> None:
+    both = any_mode.run(case.patch + "\n" + case.probe)
+    assert both.status == "ok" and both.stdout != case.clean + "\n", both  # the patch works
+    assert any_mode.run(case.probe).stdout == case.clean + "\n"
+    assert any_mode.run(case.patch).status == "ok"  # alone: a thread it starts outlives the cell
+    probe = any_mode.run(case.probe)
+    assert (probe.status, probe.stdout) == ("ok", case.clean + "\n"), case.name

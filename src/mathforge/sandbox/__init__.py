@@ -24,9 +24,11 @@ Throughput. A fresh process per execution costs a fork and, above all, the copy-
 faults of every page the code touches (sympy touches thousands). ``Sandbox(reuse=N)`` lets one
 confined process serve up to N one-shot executions, each with new globals and a restored
 process state, retired early when a cell rebinds an attribute of builtins or a core math
-module or ends in timeout, memory error or crash: the same isolation from the machine, but not
-the guarantee that nothing one execution changes in place reaches the next
-(``child.FreshState`` lists what is restored). ``bench/sandbox.py`` measures both.
+module, sets or deletes an attribute of a class those modules define, changes ``sys.modules``,
+leaves a thread, timer, signal handler or hook behind, or ends in timeout, memory error or
+crash: the same isolation from the machine, but not the guarantee that nothing one execution
+changes in place reaches the next (``child.FreshState`` lists what is restored and checked).
+``bench/sandbox.py`` measures both against the Qwen2.5-Math executor.
 
 Guarantees on Linux (each child, before it reads model code):
 

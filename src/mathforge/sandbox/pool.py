@@ -111,10 +111,11 @@ class Sandbox:
     execution a fresh process: nothing one execution does can reach the next. Above 1 a process
     is reused with new globals and a restored state (see ``child.FreshState`` for what is
     restored and checked) and retired early after a timeout, memory error or crash, or when a
-    cell rebinds an attribute of builtins or a core math module. That skips the fork and its
-    copy-on-write page faults, which dominate short executions, at the price of the isolation
-    between successive executions that the Qwen2.5-Math executor also lacks; the isolation from
-    the machine is the same.
+    cell rebinds an attribute of builtins or a core math module, patches a class they define,
+    changes ``sys.modules`` or leaves a thread, timer, signal handler or hook behind. That skips
+    the fork and its copy-on-write page faults, which dominate short executions, at the price of
+    the isolation between successive executions that the Qwen2.5-Math executor also lacks; the
+    isolation from the machine is the same.
     """
 
     def __init__(

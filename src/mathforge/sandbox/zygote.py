@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mathforge.sandbox import isolation
-from mathforge.sandbox.child import ChildSetup, child_main, confine, move_fds
+from mathforge.sandbox.child import WATCHED_MODULES, ChildSetup, ClassVersions, child_main, confine, move_fds
 from mathforge.sandbox.protocol import FrameDecoder, FrameError, encode, read_frame, write_all
 
 # Imported (and exercised) before forking so that every execution starts warm.
@@ -185,6 +185,8 @@ class Zygote:
                 isolation.become_subreaper()
         exec(compile(_WARM_UP, "<warm-up>", "exec"), {})
         self.setup = self._probe_setup()
+        if self.reuse > 1:  # before the heap is frozen: every child shares the tags' readers
+            self.setup.class_versions = ClassVersions.of_modules(WATCHED_MODULES)
         self.protections["cpu_limit"] = isolation.limit_cpu(os.getpid(), *_current_cpu_limit())
         gc.collect()
         gc.freeze()  # the collector never touches the zygote's objects again: fewer pages copied
