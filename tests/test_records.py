@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from mathforge.records import Problem, ProblemRecord, Provenance
@@ -67,17 +66,9 @@ def test_records_written_before_token_ids_were_kept_still_load(tmp_path: Path):
     assert record.samples[0].token_ids is None and record.provenance is None
 
 
-@dataclass
-class _TrajectoryWithLogprobs(Trajectory):
-    """A trajectory from an engine that returns the log-probability of each sampled token."""
-
-    logprobs: list[float] = field(default_factory=list)
-
-
 def test_build_record_keeps_logprobs_when_the_engine_gives_them():
-    trajectory = _TrajectoryWithLogprobs(prompt="Q", finish_reason="eos")
-    trajectory.add("model", "\\boxed{1}", [5, 6])
-    trajectory.logprobs = [-0.25, -1.5]
+    trajectory = Trajectory(prompt="Q", finish_reason="eos", logprobs=[])
+    trajectory.add("model", "\\boxed{1}", [5, 6], logprobs=[-0.25, -1.5])
     problem = Problem(id="p/1", benchmark="p", question="Q", gold="1")
     sample = build_record(problem, "Q", [trajectory], "p").samples[0]
     assert sample.logprobs == [-0.25, -1.5] and sample.correct
