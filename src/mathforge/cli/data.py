@@ -56,3 +56,30 @@ def generate(
     count = write_problems(problems, out)
     err_console.print(f"families: {', '.join(chosen or FAMILIES)}")
     console.print(f"wrote {count} problems to {out}")
+
+
+@data_app.command("bootstrap")
+def bootstrap(
+    out: Annotated[Path, typer.Option("--out", "-o", help="SFT records JSONL to write.")],
+    source: Annotated[
+        str, typer.Option(help="gsm8k, generated, or a GSM8K-format JSONL file (question, answer with ####).")
+    ] = "gsm8k",
+    fmt: Annotated[
+        str, typer.Option("--format", help="cot (gold reasoning) or tir (derived program).")
+    ] = "cot",
+    split: Annotated[str, typer.Option(help="Split to read (gsm8k).")] = "train",
+    data_dir: Annotated[Path | None, typer.Option(help="Benchmark folder (<name>/<split>.jsonl).")] = None,
+    limit: Annotated[int | None, typer.Option(help="First N problems.")] = None,
+) -> None:
+    """Iteration-0 SFT records from gold solutions; TIR programs run in the sandbox, wrong ones dropped."""
+    from mathforge.train.bootstrap import bootstrap as write_bootstrap
+
+    summary = write_bootstrap(source, fmt, out, split=split, data_dir=data_dir, limit=limit)
+    table = Table(title=f"bootstrap {fmt} records -> {out}")
+    table.add_column("")
+    table.add_column("problems", justify="right")
+    table.add_row("read", str(summary.read))
+    for reason, count in sorted(summary.dropped.items()):
+        table.add_row(f"dropped: {reason}", str(count))
+    table.add_row("written", str(summary.written))
+    console.print(table)
