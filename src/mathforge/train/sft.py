@@ -314,9 +314,13 @@ def run(config: SFTConfig, *, overwrite: bool = False, callbacks: list[Any] | No
         output = trainer.train(resume_from_checkpoint=last)
     if interrupt.requested:
         raise KeyboardInterrupt
-    final = trainer.evaluate() if eval_set is not None else {}
+    history = trainer.state.log_history
+    eval_logs = [entry for entry in history if "eval_loss" in entry]
+    final: dict[str, Any] = {}
+    if eval_set is not None:  # the Trainer evaluates at the last step itself unless it stopped early
+        at_end = bool(eval_logs) and eval_logs[-1]["step"] == trainer.state.global_step
+        final = eval_logs[-1] if at_end else trainer.evaluate()
     trainer.save_model(str(out))
-
     history = trainer.state.log_history
     train_logs = [entry for entry in history if "loss" in entry]
     eval_logs = [entry for entry in history if "eval_loss" in entry]
