@@ -56,7 +56,7 @@ def test_cot_reasoning_drops_annotations_and_ends_with_the_boxed_gold(tmp_path: 
         "Natalia sold 48/2 = 24 clips in May.\nNatalia sold 48+24 = 72 clips altogether in April and May."
     )
     records, summary = bootstrap_records(
-        gsm8k_solutions(_write(tmp_path / "g.jsonl", [NATALIA]), "g", "train", None), "cot", gsm8k_program
+        gsm8k_solutions(_write(tmp_path / "g.jsonl", [NATALIA]), "g", "train", None), "cot"
     )
     assert summary.written == 1
     record = records[0]
@@ -76,8 +76,7 @@ def test_tir_records_are_the_solve_loop_transcript_and_wrong_programs_are_droppe
 ) -> None:
     path = _write(tmp_path / "g.jsonl", [NATALIA, WRONG_LAST_STEP, NO_STEPS])
     items = gsm8k_solutions(path, "g", "train", None)
-    program = lambda item: gsm8k_program(item.problem.question, item.solution)  # noqa: E731
-    records, summary = bootstrap_records(items, "tir", program, sandbox)
+    records, summary = bootstrap_records(items, "tir", sandbox)
     assert summary.read == 3 and summary.written == 1
     assert summary.dropped == {"output is not the gold answer": 1, "no program (no calculation steps)": 1}
     record = records[0]
@@ -147,3 +146,25 @@ def test_gsm8k_train_tir_reproduces_most_gold_answers(
     assert summary.read == 200
     assert summary.written == sum(1 for _ in out.open()) >= 0.85 * 200
     assert summary.written + sum(summary.dropped.values()) == 200
+
+
+@pytest.mark.parametrize("level", [1, 2, 3])
+def test_generated_families_get_reasoning_and_programs_that_reproduce_gold(
+    tmp_path: Path, sandbox: Sandbox, level: int
+) -> None:
+    from mathforge.data import FAMILIES
+
+    n = 3 * len(FAMILIES)  # three problems of every family
+    tir = bootstrap("generated", "tir", tmp_path / "tir.jsonl", limit=n, sandbox=sandbox, gen_level=level)
+    cot = bootstrap("generated", "cot", tmp_path / "cot.jsonl", limit=n, gen_level=level)
+    assert tir.read == cot.read == n
+    assert tir.written == cot.written == n, (tir.dropped, cot.dropped)
+    records = [json.loads(line) for line in (tmp_path / "tir.jsonl").open()]
+    assert {r["id"].split("/")[1].split("-")[0] for r in records} == set(FAMILIES)
+    for record in records:
+        tool = record["segments"][1]
+        output = record["response"][tool["start"] : tool["end"]]
+        assert output == f"```output\n{record['provenance']['output']}\n```\n"
+        assert record["response"].endswith(f"$\\boxed{{{record['answer']}}}$.")
+    cot_records = [json.loads(line) for line in (tmp_path / "cot.jsonl").open()]
+    assert all(" = " in r["response"].split("\n")[0] or "solutions" in r["response"] for r in cot_records)

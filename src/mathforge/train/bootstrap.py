@@ -17,7 +17,7 @@ from __future__ import annotations
 import builtins
 import keyword
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,7 @@ class GoldSolution:
 
     problem: Problem
     solution: str
+    program: str | None
     source: str
     index: int
 
@@ -198,7 +199,8 @@ def gsm8k_solutions(path: str | Path, source: str, split: str, limit: int | None
         problem = Problem(
             id=f"{source}/{split}/{index}", benchmark=source, question=question.strip(), gold=gold
         )
-        found.append(GoldSolution(problem, answer, source, index))
+        program = gsm8k_program(problem.question, answer)
+        found.append(GoldSolution(problem, answer, program, source, index))
     if not found:
         raise InputError(path, "no problems: the file is empty")
     return found
@@ -221,11 +223,10 @@ def _record(item: GoldSolution, mode: str, trajectory: Trajectory, extra: dict[s
 def bootstrap_records(
     items: Sequence[GoldSolution],
     mode: str,
-    program: Callable[[GoldSolution], str | None],
     sandbox: Any = None,
     dataset: str | None = None,
 ) -> tuple[list[dict[str, Any]], BootstrapSummary]:
-    """Records for ``items`` in ``mode``; TIR programs (from ``program``) run in ``sandbox`` or a new one."""
+    """Records for ``items`` in ``mode``; TIR programs run in ``sandbox`` (or in a new one)."""
     if mode not in FORMATS:
         raise MathforgeError(f"--format must be one of {', '.join(FORMATS)}, got '{mode}'")
     summary = BootstrapSummary(read=len(items))
@@ -233,7 +234,7 @@ def bootstrap_records(
         records = [_record(item, mode, _cot_trajectory(item), {}) for item in items]
         summary.written = len(records)
         return records, summary
-    programs = [(item, program(item)) for item in items]
+    programs = [(item, item.program) for item in items]
     for _, code in programs:
         if code is None:
             summary.drop("no program (no calculation steps)")
@@ -281,6 +282,27 @@ def write_records(records: Iterable[dict[str, Any]], out: str | Path) -> int:
     return count
 
 
+def generated_solutions(
+    n: int, seed: int = 0, level: int = 1, families: list[str] | None = None
+) -> tuple[list[GoldSolution], BootstrapSummary]:
+    """Generated problems with templated solutions; a question no template matches, or whose
+    templated answer is not the gold one, is counted in the summary and left out."""
+    from mathforge.data import generate_problems
+    from mathforge.train.templated import worked_solution
+
+    summary = BootstrapSummary()
+    found = []
+    for index, problem in enumerate(generate_problems(n, seed=seed, level=level, families=families)):
+        worked = worked_solution(problem.question)
+        if worked is None:
+            summary.drop("no template for the question")
+        elif not grade_answer(worked.answer, problem.gold).correct:
+            summary.drop("templated answer is not the gold answer")
+        else:
+            found.append(GoldSolution(problem, worked.reasoning(), worked.program(), "generated", index))
+    return found, summary
+
+
 def bootstrap(
     source: str,
     mode: str,
@@ -289,24 +311,32 @@ def bootstrap(
     data_dir: str | Path | None = None,
     limit: int | None = None,
     sandbox: Any = None,
+    gen_level: int = 1,
+    gen_seed: int = 0,
+    gen_families: list[str] | None = None,
 ) -> BootstrapSummary:
-    """Write bootstrap records for ``source`` (``gsm8k`` or a GSM8K-format JSONL file) to ``out``."""
+    """Write bootstrap records to ``out`` from ``source``: ``gsm8k`` (``data_dir/gsm8k/<split>.jsonl``),
+    ``generated`` (``limit`` problems, default 1000) or a GSM8K-format JSONL file."""
+    unmatched = BootstrapSummary()
     if source == "gsm8k":
         from mathforge.data import default_data_dir
 
-        path = Path(data_dir) if data_dir is not None else default_data_dir()
-        path = path / "gsm8k" / f"{split}.jsonl"
+        path = (Path(data_dir) if data_dir is not None else default_data_dir()) / "gsm8k" / f"{split}.jsonl"
         if not path.is_file():
             raise MathforgeError(
                 f"gsm8k: no file at {path}; pass --data-dir DIR (a folder holding gsm8k/{split}.jsonl)"
             )
         items, dataset = gsm8k_solutions(path, "gsm8k", split, limit), "gsm8k"
+    elif source == "generated":
+        items, unmatched = generated_solutions(limit or 1000, gen_seed, gen_level, gen_families)
+        dataset = None
     elif Path(source).is_file():
         items, dataset = gsm8k_solutions(source, Path(source).stem, split, limit), None
     else:
         raise MathforgeError(f"--source: '{source}' is not gsm8k, generated or an existing JSONL file")
-    records, summary = bootstrap_records(
-        items, mode, lambda item: gsm8k_program(item.problem.question, item.solution), sandbox, dataset
-    )
+    records, summary = bootstrap_records(items, mode, sandbox, dataset)
+    summary.read += unmatched.read + sum(unmatched.dropped.values())
+    for reason, count in unmatched.dropped.items():
+        summary.dropped[reason] = count
     write_records(records, out)
     return summary
