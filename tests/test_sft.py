@@ -326,3 +326,14 @@ def test_two_processes_follow_one_process_at_the_same_global_batch(
     assert len(one) == len(two) == 6
     assert one[-1] < one[0]
     assert two == pytest.approx(one, rel=2e-3)
+
+
+@pytest.mark.parametrize("name", ["deepspeed_zero2", "deepspeed_zero3", "fsdp"])
+def test_shipped_accelerate_configs_load(name: str) -> None:
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(Path(__file__).parents[1] / "configs" / "accelerate" / f"{name}.yaml"))
+    assert config.distributed_type.value == ("FSDP" if name == "fsdp" else "DEEPSPEED")
+    assert config.mixed_precision == "bf16"
+    if name != "fsdp":
+        assert config.deepspeed_config["zero_stage"] == int(name[-1])
