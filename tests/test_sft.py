@@ -112,6 +112,30 @@ def test_tokenize_record_accepts_a_record_object(embedded_tokenizer: Any) -> Non
     )
 
 
+def test_response_labels_follow_the_trajectory_tool_mask() -> None:
+    from mathforge.solve.trajectory import Trajectory
+    from mathforge.train.tokenize import response_labels
+
+    trajectory = Trajectory(prompt="")
+    trajectory.add("model", "code", [11, 12])
+    trajectory.add("tool", "out", [13, 14, 15])
+    trajectory.add("model", "end", [16])
+    assert response_labels(trajectory) == [11, 12, -100, -100, -100, 16]
+
+
+def test_a_tokenizer_without_chat_template_gets_plain_text_and_eos(embedded_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(embedded_dir)
+    tokenizer.chat_template = None
+    row = tokenize_record(tokenizer, tir_record())
+    text = tokenizer.decode(row["input_ids"])
+    assert text.startswith(
+        prompt_messages("What is 6 times 7?", "tir")[0]["content"] + "\n\nWhat is 6 times 7?\n"
+    )
+    assert row["input_ids"][-1] == row["labels"][-1] == tokenizer.eos_token_id
+
+
 # --- bad input -------------------------------------------------------------------------------
 
 
@@ -337,3 +361,15 @@ def test_shipped_accelerate_configs_load(name: str) -> None:
     assert config.mixed_precision == "bf16"
     if name != "fsdp":
         assert config.deepspeed_config["zero_stage"] == int(name[-1])
+
+
+def test_every_config_field_is_a_cli_option_with_its_default() -> None:
+    import inspect
+
+    from mathforge.cli.sft import sft_command
+
+    parameters = inspect.signature(sft_command).parameters
+    for name, field in SFTConfig.model_fields.items():
+        assert name in parameters, name
+        if name not in ("data", "out", "base"):
+            assert parameters[name].default == field.default, name

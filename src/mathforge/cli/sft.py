@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -18,6 +18,13 @@ def _help(name: str) -> str:
     return SFTConfig.model_fields[name].description or ""
 
 
+def _default(name: str) -> Any:
+    """The option's default: the ``SFTConfig`` field's (so the CLI and Python runs agree)."""
+    from mathforge.train.sft import SFTConfig
+
+    return SFTConfig.model_fields[name].default
+
+
 def _files(text: str | None) -> list[str] | None:
     return [part.strip() for part in text.split(",") if part.strip()] if text else None
 
@@ -27,25 +34,29 @@ def sft_command(
     data: Annotated[str, typer.Option(help="SFT record files (JSONL), comma-separated.")],
     out: Annotated[Path, typer.Option("--out", "-o", help=_help("out"))],
     base: Annotated[str | None, typer.Option(help=_help("base") + " Default: the embedded model.")] = None,
-    eval_data: Annotated[str | None, typer.Option(help=_help("eval_data"))] = None,
-    eval_examples: Annotated[int, typer.Option(help=_help("eval_examples"))] = 200,
-    epochs: Annotated[float, typer.Option(help=_help("epochs"))] = 1.0,
-    max_steps: Annotated[int, typer.Option(help=_help("max_steps"))] = -1,
-    lr: Annotated[float, typer.Option(help=_help("lr"))] = 1e-5,
-    warmup: Annotated[float, typer.Option(help=_help("warmup"))] = 0.03,
-    weight_decay: Annotated[float, typer.Option(help=_help("weight_decay"))] = 0.0,
-    batch_size: Annotated[int, typer.Option(help=_help("batch_size"))] = 4,
-    grad_accum: Annotated[int, typer.Option(help=_help("grad_accum"))] = 4,
-    max_length: Annotated[int, typer.Option(help=_help("max_length"))] = 2048,
-    packing: Annotated[bool, typer.Option(help=_help("packing"))] = False,
-    bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help=_help("bf16"))] = None,
-    gradient_checkpointing: Annotated[bool, typer.Option(help=_help("gradient_checkpointing"))] = False,
-    logging_steps: Annotated[int, typer.Option(help=_help("logging_steps"))] = 5,
-    save_steps: Annotated[int, typer.Option(help=_help("save_steps"))] = 100,
-    eval_steps: Annotated[int | None, typer.Option(help=_help("eval_steps"))] = None,
-    save_total_limit: Annotated[int, typer.Option(help=_help("save_total_limit"))] = 2,
-    seed: Annotated[int, typer.Option(help=_help("seed"))] = 0,
-    deepspeed: Annotated[str | None, typer.Option(help=_help("deepspeed"))] = None,
+    eval_data: Annotated[str | None, typer.Option(help=_help("eval_data"))] = _default("eval_data"),
+    eval_examples: Annotated[int, typer.Option(help=_help("eval_examples"))] = _default("eval_examples"),
+    epochs: Annotated[float, typer.Option(help=_help("epochs"))] = _default("epochs"),
+    max_steps: Annotated[int, typer.Option(help=_help("max_steps"))] = _default("max_steps"),
+    lr: Annotated[float, typer.Option(help=_help("lr"))] = _default("lr"),
+    warmup: Annotated[float, typer.Option(help=_help("warmup"))] = _default("warmup"),
+    weight_decay: Annotated[float, typer.Option(help=_help("weight_decay"))] = _default("weight_decay"),
+    batch_size: Annotated[int, typer.Option(help=_help("batch_size"))] = _default("batch_size"),
+    grad_accum: Annotated[int, typer.Option(help=_help("grad_accum"))] = _default("grad_accum"),
+    max_length: Annotated[int, typer.Option(help=_help("max_length"))] = _default("max_length"),
+    packing: Annotated[bool, typer.Option(help=_help("packing"))] = _default("packing"),
+    bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help=_help("bf16"))] = _default("bf16"),
+    gradient_checkpointing: Annotated[bool, typer.Option(help=_help("gradient_checkpointing"))] = _default(
+        "gradient_checkpointing"
+    ),
+    logging_steps: Annotated[int, typer.Option(help=_help("logging_steps"))] = _default("logging_steps"),
+    save_steps: Annotated[int, typer.Option(help=_help("save_steps"))] = _default("save_steps"),
+    eval_steps: Annotated[int | None, typer.Option(help=_help("eval_steps"))] = _default("eval_steps"),
+    save_total_limit: Annotated[int, typer.Option(help=_help("save_total_limit"))] = _default(
+        "save_total_limit"
+    ),
+    seed: Annotated[int, typer.Option(help=_help("seed"))] = _default("seed"),
+    deepspeed: Annotated[str | None, typer.Option(help=_help("deepspeed"))] = _default("deepspeed"),
     overwrite: Annotated[bool, typer.Option(help="Restart a run in --out that has other settings.")] = False,
 ) -> None:
     """Fine-tune a model on SFT records (loss on model-written tokens only); resumable, data-parallel."""

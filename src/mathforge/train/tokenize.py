@@ -10,6 +10,8 @@ model would never hand its code to the executor) and the end-of-turn token.
 
 Each segment is tokenised on its own, as generation produces it: a model round ends where the
 executor's block begins, so no token straddles the two and the mask never has to split a token.
+The response becomes a :class:`Trajectory` with token spans and the labels come from its
+``tool_mask`` (:func:`response_labels`), so RL losses on sampled trajectories mask the same way.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 from mathforge.errors import MathforgeError
 from mathforge.prompts import render_messages
 from mathforge.solve.code import OUTPUT_FENCE
+from mathforge.solve.trajectory import Trajectory
 from mathforge.train.records import SFTRecord
 
 IGNORE_INDEX = -100
@@ -53,6 +56,27 @@ def response_pieces(record: SFTRecord) -> list[Piece]:
     return pieces
 
 
+def response_trajectory(tokenizer: Any, record: SFTRecord) -> Trajectory:
+    """The record's response as a :class:`Trajectory` with token spans, segment by segment.
+
+    The ``"```output"`` fence that opens a tool block is attributed to the model (it is the stop
+    string the model writes), so the trajectory's tool mask covers exactly the executor's text.
+    """
+    trajectory = Trajectory(prompt="", answer=record.answer)
+    for piece in response_pieces(record):
+        trajectory.add("model" if piece.trained else "tool", piece.text, _encode(tokenizer, piece.text))
+    return trajectory
+
+
+def response_labels(trajectory: Trajectory) -> list[int]:
+    """Loss labels for a trajectory's ``token_ids``: the id where the model wrote it, -100 on
+    executor output (by :meth:`Trajectory.tool_mask`); the rule for SFT and for RL losses alike."""
+    return [
+        IGNORE_INDEX if tool else token
+        for token, tool in zip(trajectory.token_ids, trajectory.tool_mask(), strict=True)
+    ]
+
+
 def tokenize_record(tokenizer: Any, record: SFTRecord | dict[str, Any]) -> dict[str, list[int]]:
     """``{"input_ids", "labels"}`` for ``record`` (an :class:`SFTRecord` or its JSON object).
 
@@ -65,16 +89,13 @@ def tokenize_record(tokenizer: Any, record: SFTRecord | dict[str, Any]) -> dict[
     bos = _leading_bos(tokenizer)
     if bos is not None and not prompt.startswith(bos):
         prompt = bos + prompt
-    input_ids = _encode(tokenizer, prompt)
-    labels = [IGNORE_INDEX] * len(input_ids)
-    for piece in response_pieces(record):
-        ids = _encode(tokenizer, piece.text)
-        input_ids.extend(ids)
-        labels.extend(ids if piece.trained else [IGNORE_INDEX] * len(ids))
+    prompt_ids = _encode(tokenizer, prompt)
+    trajectory = response_trajectory(tokenizer, record)
     end = end_of_turn_ids(tokenizer)
-    input_ids.extend(end)
-    labels.extend(end)
-    return {"input_ids": input_ids, "labels": labels}
+    return {
+        "input_ids": prompt_ids + trajectory.token_ids + end,
+        "labels": [IGNORE_INDEX] * len(prompt_ids) + response_labels(trajectory) + end,
+    }
 
 
 def _encode(tokenizer: Any, text: str) -> list[int]:
