@@ -168,3 +168,13 @@ def test_generated_families_get_reasoning_and_programs_that_reproduce_gold(
         assert record["response"].endswith(f"$\\boxed{{{record['answer']}}}$.")
     cot_records = [json.loads(line) for line in (tmp_path / "cot.jsonl").open()]
     assert all(" = " in r["response"].split("\n")[0] or "solutions" in r["response"] for r in cot_records)
+
+
+def test_math_style_solutions_give_cot_records_and_no_program(tmp_path: Path, sandbox: Sandbox) -> None:
+    row = {"problem": "What is $1/2 + 1/4$?", "solution": "Adding, $1/2 + 1/4 = \\boxed{\\frac{3}{4}}$."}
+    items = gsm8k_solutions(_write(tmp_path / "math.jsonl", [row]), "math", "train", None)
+    assert items[0].problem.gold == "\\frac{3}{4}" and items[0].program is None
+    [record], _ = bootstrap_records(items, "cot")
+    assert record["response"] == row["solution"]
+    records, summary = bootstrap_records(items, "tir", sandbox)
+    assert records == [] and summary.dropped == {"no program (no calculation steps)": 1}

@@ -62,7 +62,7 @@ def generate(
 def bootstrap(
     out: Annotated[Path, typer.Option("--out", "-o", help="SFT records JSONL to write.")],
     source: Annotated[
-        str, typer.Option(help="gsm8k, generated, or a GSM8K-format JSONL file (question, answer with ####).")
+        str, typer.Option(help="gsm8k, generated, or a JSONL file of worked solutions (GSM8K or MATH style).")
     ] = "gsm8k",
     fmt: Annotated[
         str, typer.Option("--format", help="cot (gold reasoning) or tir (derived program).")

@@ -84,8 +84,10 @@ def boxed_sentence(answer: str) -> str:
 
 
 def cot_response(solution: str, answer: str) -> str:
-    """The gold reasoning followed by the boxed gold answer."""
+    """The gold reasoning followed by the boxed gold answer (kept as it is when it boxes one already)."""
     reasoning = clean_reasoning(solution)
+    if "\\boxed" in reasoning:
+        return reasoning
     return f"{reasoning}\n{boxed_sentence(answer)}" if reasoning else boxed_sentence(answer)
 
 
@@ -185,22 +187,35 @@ def tir_trajectory(code: str, observation: str, answer: str) -> Trajectory:
 
 
 def gsm8k_solutions(path: str | Path, source: str, split: str, limit: int | None) -> list[GoldSolution]:
-    """Problems of a GSM8K-format file (``question``, ``answer`` with ``#### gold``) with their solutions."""
+    """Problems of a file with worked solutions: GSM8K's format (``question``, ``answer`` ending in
+    ``#### gold``), or MATH's (``problem`` or ``question``, ``solution`` with a ``\\boxed{}`` answer;
+    such solutions give CoT records only: no program is derived from them)."""
+    from mathforge.answers import extract_answer
+
     found = []
     for index, (line, row) in enumerate(read_jsonl(path)):
         if limit is not None and index >= limit:
             break
-        question, answer = row.get("question"), row.get("answer")
+        question = row.get("question", row.get("problem"))
         if not isinstance(question, str) or not question.strip():
             raise InputError(path, "missing or empty", line, "question")
-        if not isinstance(answer, str) or "####" not in answer:
-            raise InputError(path, "expected a worked solution ending with '#### ANSWER'", line, "answer")
-        gold = answer.rsplit("####", 1)[1].strip().replace(",", "")
+        answer, solution = row.get("answer"), row.get("solution")
+        if isinstance(answer, str) and "####" in answer:
+            solution, gold = answer, answer.rsplit("####", 1)[1].strip().replace(",", "")
+            program = gsm8k_program(question, answer)
+        elif isinstance(solution, str) and extract_answer(solution):
+            gold, program = str(extract_answer(solution)), None
+        else:
+            raise InputError(
+                path,
+                "expected a solution ending with '#### ANSWER' (or a 'solution' with \\boxed{})",
+                line,
+                "answer",
+            )
         problem = Problem(
             id=f"{source}/{split}/{index}", benchmark=source, question=question.strip(), gold=gold
         )
-        program = gsm8k_program(problem.question, answer)
-        found.append(GoldSolution(problem, answer, program, source, index))
+        found.append(GoldSolution(problem, solution, program, source, index))
     if not found:
         raise InputError(path, "no problems: the file is empty")
     return found
@@ -316,7 +331,7 @@ def bootstrap(
     gen_families: list[str] | None = None,
 ) -> BootstrapSummary:
     """Write bootstrap records to ``out`` from ``source``: ``gsm8k`` (``data_dir/gsm8k/<split>.jsonl``),
-    ``generated`` (``limit`` problems, default 1000) or a GSM8K-format JSONL file."""
+    ``generated`` (``limit`` problems, default 1000) or a JSONL file of worked solutions."""
     unmatched = BootstrapSummary()
     if source == "gsm8k":
         from mathforge.data import default_data_dir
