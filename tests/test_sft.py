@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("trl")
+
+from transformers import TrainerCallback  # noqa: E402
 
 from mathforge.engines.base import SamplingParams  # noqa: E402
 from mathforge.errors import InputError, MathforgeError  # noqa: E402
@@ -248,42 +251,70 @@ def test_tiny_model_learns_and_its_directory_loads_everywhere(
     assert len(reward.score([prompt], [TARGET])) == 1
 
 
-def test_resume_after_a_kill_matches_an_uninterrupted_run(
-    tmp_path: Path, tiny_model_dir: Path, data_file: Path
-) -> None:
-    from transformers import TrainerCallback
+class _Kill(TrainerCallback):
+    """The process dies in step 7 (checkpoints every 5 steps)."""
 
-    class Kill(TrainerCallback):
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if state.global_step == 7:
-                raise RuntimeError("killed")
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step == 7:
+            raise RuntimeError("killed")
 
-    class CountSteps(TrainerCallback):
-        steps = 0
 
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            self.steps += 1
+class _CtrlC(TrainerCallback):
+    """A real SIGINT during step 7, as a user's Ctrl-C: that step ends, is saved, and training stops."""
 
-    short = {"max_steps": 10, "save_steps": 5, "eval_examples": 0}
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step == 6:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+class _CountSteps(TrainerCallback):
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.steps += 1
+
+
+SHORT = {"max_steps": 10, "save_steps": 5, "eval_examples": 0}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, data_file: Path) -> Path:
+    out = tmp_path_factory.mktemp("whole") / "model"
     with force_cpu_bf16(False):
-        whole = run(_config(tiny_model_dir, data_file, tmp_path / "whole", **short))
-        with pytest.raises(RuntimeError, match="killed"):
-            run(_config(tiny_model_dir, data_file, tmp_path / "killed", **short), callbacks=[Kill()])
-        assert (tmp_path / "killed" / "checkpoints" / "checkpoint-5").is_dir()
-        counter = CountSteps()
-        resumed = run(_config(tiny_model_dir, data_file, tmp_path / "killed", **short), callbacks=[counter])
-        assert counter.steps == 5  # from the checkpoint at step 5: no finished step redone
+        assert run(_config(tiny_model_dir, data_file, out, **SHORT)).steps == 10
+    return out
 
+
+@pytest.mark.parametrize(
+    ("stop", "error", "checkpoint"), [(_Kill, RuntimeError, 5), (_CtrlC, KeyboardInterrupt, 7)]
+)
+def test_resume_after_an_interruption_matches_an_uninterrupted_run(
+    tmp_path: Path,
+    tiny_model_dir: Path,
+    data_file: Path,
+    uninterrupted: Path,
+    stop: type,
+    error: type,
+    checkpoint: int,
+) -> None:
+    out = tmp_path / "model"
+    handler = signal.getsignal(signal.SIGINT)
+    with force_cpu_bf16(False):
+        with pytest.raises(error):
+            run(_config(tiny_model_dir, data_file, out, **SHORT), callbacks=[stop()])
+        assert signal.getsignal(signal.SIGINT) is handler  # training puts back the handler it replaced
+        saved = sorted(path.name for path in (out / "checkpoints").iterdir())
+        assert saved[-1] == f"checkpoint-{checkpoint}"
+        counter = _CountSteps()
+        resumed = run(_config(tiny_model_dir, data_file, out, **SHORT), callbacks=[counter])
+        assert resumed.steps == 10 and counter.steps == 10 - checkpoint  # no finished step redone
         with pytest.raises(MathforgeError, match=r"other settings \(lr: 0.01 -> 0.001"):
-            run(_config(tiny_model_dir, data_file, tmp_path / "killed", **short, lr=1e-3))
+            run(_config(tiny_model_dir, data_file, out, **SHORT, lr=1e-3))
 
     from safetensors.torch import load_file
 
-    first, second = (
-        load_file(tmp_path / "whole" / "model.safetensors"),
-        load_file(tmp_path / "killed" / "model.safetensors"),
-    )
-    assert resumed.steps == whole.steps == 10
+    first, second = load_file(uninterrupted / "model.safetensors"), load_file(out / "model.safetensors")
     for name, tensor in first.items():
         assert torch.allclose(tensor, second[name], atol=1e-5), name
 
