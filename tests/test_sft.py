@@ -171,6 +171,15 @@ def test_empty_file_is_refused(tmp_path: Path) -> None:
         read_records([path])
 
 
+def _free_port() -> int:
+    """A port no other process listens on (other test runs may launch torchrun at the same time)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def _cli(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "mathforge.cli", "sft", *map(str, args)]
     return subprocess.run(
@@ -354,7 +363,7 @@ def test_two_processes_follow_one_process_at_the_same_global_batch(
         "--nproc_per_node",
         "2",
         "--master_port",
-        "29517",
+        str(_free_port()),
     ]
     command = [
         *torchrun,
