@@ -178,3 +178,16 @@ def test_math_style_solutions_give_cot_records_and_no_program(tmp_path: Path, sa
     assert record["response"] == row["solution"]
     records, summary = bootstrap_records(items, "tir", sandbox)
     assert records == [] and summary.dropped == {"no program (no calculation steps)": 1}
+
+
+def test_every_generated_template_has_a_worked_solution_equal_to_gold() -> None:
+    from mathforge.answers import grade_answer
+    from mathforge.data import generate_problems
+    from mathforge.train.templated import worked_solution
+
+    for level in (1, 2, 3):
+        for problem in generate_problems(140, seed=11, level=level):
+            worked = worked_solution(problem.question)
+            assert worked is not None, problem.question
+            assert grade_answer(worked.answer, problem.gold).correct, (problem.question, worked.answer)
+            assert worked.program().endswith(f"print({worked.steps[-1].name})")

@@ -336,15 +336,15 @@ def _change(m: re.Match[str]) -> Worked:
                 f"With the ${bag} bag: {count * price} + {bag}",
             )
         )
-    last = steps[-1]
+    spent = count * price + bag
     steps.append(
         _step(
             "change",
-            f"{paid} - {last.name}",
-            paid - last.value,
-            f"The change from ${paid} is {paid} - {last.value}",
+            f"{paid} - {steps[-1].name}",
+            paid - spent,
+            f"The change from ${paid} is {paid} - {spent}",
         )
-    )  # type: ignore[operator]
+    )
     return _final(*steps)
 
 
