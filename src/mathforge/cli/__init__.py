@@ -9,7 +9,20 @@ from __future__ import annotations
 
 import sys
 
-from mathforge.cli import data, data_clean, eval, exec, grade, models, report, rm, solve, version  # noqa: F401
+from mathforge.cli import (  # noqa: F401  (each module registers its commands)
+    data,
+    data_clean,
+    eval,
+    exec,
+    grade,
+    models,
+    report,
+    rm,
+    rs,
+    sft,
+    solve,
+    version,
+)
 from mathforge.cli.app import app, err_console
 from mathforge.errors import MathforgeError
 

@@ -64,3 +64,46 @@ def generate(
     count = write_problems(problems, out)
     err_console.print(f"families: {', '.join(chosen or FAMILIES)}")
     console.print(f"wrote {count} problems to {out}")
+
+
+@data_app.command("bootstrap")
+def bootstrap(
+    out: Annotated[Path, typer.Option("--out", "-o", help="SFT records JSONL to write.")],
+    source: Annotated[
+        str, typer.Option(help="gsm8k, generated, or a JSONL file of worked solutions (GSM8K or MATH style).")
+    ] = "gsm8k",
+    fmt: Annotated[
+        str, typer.Option("--format", help="cot (gold reasoning) or tir (derived program).")
+    ] = "cot",
+    split: Annotated[str, typer.Option(help="Split to read (gsm8k).")] = "train",
+    data_dir: Annotated[Path | None, typer.Option(help="Benchmark folder (<name>/<split>.jsonl).")] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="First N problems ('generated': N problems, default 1000).")
+    ] = None,
+    gen_level: Annotated[int, typer.Option(help="'generated': difficulty 1-3.")] = 1,
+    gen_seed: Annotated[int, typer.Option(help="'generated': generation seed.")] = 0,
+    gen_families: Annotated[str, typer.Option(help="'generated': comma-separated families.")] = "",
+) -> None:
+    """Iteration-0 SFT records from gold solutions; TIR programs run in the sandbox, wrong ones dropped."""
+    from mathforge.train.bootstrap import bootstrap as write_bootstrap
+
+    families = [name.strip() for name in gen_families.split(",") if name.strip()] or None
+    summary = write_bootstrap(
+        source,
+        fmt,
+        out,
+        split=split,
+        data_dir=data_dir,
+        limit=limit,
+        gen_level=gen_level,
+        gen_seed=gen_seed,
+        gen_families=families,
+    )
+    table = Table(title=f"bootstrap {fmt} records -> {out}")
+    table.add_column("")
+    table.add_column("problems", justify="right")
+    table.add_row("read", str(summary.read))
+    for reason, count in sorted(summary.dropped.items()):
+        table.add_row(f"dropped: {reason}", str(count))
+    table.add_row("written", str(summary.written))
+    console.print(table)

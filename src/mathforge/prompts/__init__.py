@@ -8,6 +8,8 @@ from mathforge.prompts.templates import (
     few_shot_benchmarks,
     few_shot_examples,
     load_template,
+    prompt_messages,
+    render_messages,
     render_prompt,
 )
 
@@ -19,5 +21,7 @@ __all__ = [
     "few_shot_benchmarks",
     "few_shot_examples",
     "load_template",
+    "prompt_messages",
+    "render_messages",
     "render_prompt",
 ]

@@ -92,24 +92,41 @@ def render_prompt(
     Few-shot exemplars go into the same user turn, each as "question\\nanswer", joined and
     followed by the question with blank lines (the Qwen2.5-Math single-turn few-shot layout).
     """
+    return render_messages(prompt_messages(question, template, few_shot), tokenizer)
+
+
+def prompt_messages(
+    question: str, template: str | Path = "cot", few_shot: list[tuple[str, str]] | None = None
+) -> list[dict[str, str]]:
+    """The chat messages (optional system turn, then the user turn) that :func:`render_prompt` renders;
+    training records store them so a trainer renders exactly the prompt the solver sends."""
     spec = load_template(template)
     content = question
     if few_shot:
         content = "\n\n".join(f"{q}\n{a}" for q, a in few_shot) + "\n\n" + question
-    user = spec.user.replace(QUESTION, content)
-    messages = [{"role": "user", "content": user}]
+    messages = [{"role": "user", "content": spec.user.replace(QUESTION, content)}]
     if spec.system is not None:
         messages.insert(0, {"role": "system", "content": spec.system})
+    return messages
+
+
+def render_messages(messages: list[dict[str, str]], tokenizer: Any) -> str:
+    """Prompt messages through the tokenizer's chat template, ready for the assistant's reply.
+
+    A tokenizer without a chat template gets plain text (system text first); a template that
+    rejects a system turn gets the system text at the head of the user turn.
+    """
+    system = next((m["content"] for m in messages if m["role"] == "system"), None)
+    user = "\n\n".join(m["content"] for m in messages if m["role"] != "system")
     if getattr(tokenizer, "chat_template", None) is None:
-        # A base model without a chat template: plain text, system text first.
-        head = f"{spec.system}\n\n" if spec.system else ""
+        head = f"{system}\n\n" if system else ""
         return f"{head}{user}\n"
     try:
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     except Exception as exc:  # jinja TemplateError: e.g. templates that reject a system turn
-        if spec.system is None:
+        if system is None:
             raise
-        merged = [{"role": "user", "content": f"{spec.system}\n\n{user}"}]
+        merged = [{"role": "user", "content": f"{system}\n\n{user}"}]
         try:
             return tokenizer.apply_chat_template(merged, tokenize=False, add_generation_prompt=True)
         except Exception:

@@ -11,16 +11,12 @@ Trainer's.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import random
 import shutil
-import signal
-import sys
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArguments
+from transformers import EvalPrediction, Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from mathforge.errors import MathforgeError
@@ -38,6 +34,7 @@ from mathforge.reward.ranking import ranking_metrics
 from mathforge.reward.records import RankedGroup, read_groups
 from mathforge.runs import ENVIRONMENT, check_identity, write_config_file
 from mathforge.runtime import Placement, environment, placement
+from mathforge.train.common import SaveOnInterrupt
 
 CONFIG_FILE = "train_config.json"
 METRICS_FILE = "metrics.json"
@@ -182,40 +179,6 @@ class ListwiseRewardTrainer(Trainer):
         model.save_pretrained(output_dir, state_dict=state_dict, is_main_process=self.args.should_save)
         if self.args.should_save:
             torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
-
-
-class SaveOnInterrupt(TrainerCallback):
-    """Ctrl-C ends the optimiser step in flight, saves a checkpoint and stops; a second Ctrl-C stops at once.
-
-    ``train_reward_model`` then raises ``KeyboardInterrupt``; rerunning the same command resumes
-    from that checkpoint, so an interruption loses no finished step.
-    """
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: Any = None
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.requested = True
-        signal.signal(signal.SIGINT, self._previous)
-        print("\ninterrupt: saving a checkpoint after this step (Ctrl-C again to stop now)", file=sys.stderr)
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[None]:
-        """Catch SIGINT while training (main thread only; elsewhere Ctrl-C keeps its default)."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        self._previous = signal.signal(signal.SIGINT, self._handle)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, self._previous)
-
-    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self.requested:
-            control.should_save = True
-            control.should_training_stop = True
 
 
 def _as_rows(

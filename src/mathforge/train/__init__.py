@@ -1,0 +1,7 @@
+"""Policy training: iteration-0 data from gold solutions (:mod:`.bootstrap`, :mod:`.templated`),
+rejection sampling (:mod:`.rejection`), SFT records and their loss mask (:mod:`.records`,
+:mod:`.tokenize`) and the SFT trainer (:mod:`.sft`).
+
+Submodules import torch and transformers only where they train, so ``mathforge data
+bootstrap`` starts without them.
+"""

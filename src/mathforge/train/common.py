@@ -1,0 +1,47 @@
+"""What every Trainer run in mathforge shares: Ctrl-C saves a checkpoint, and a run directory
+is only resumed by a run with the same settings."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from transformers import TrainerCallback
+
+
+class SaveOnInterrupt(TrainerCallback):
+    """Ctrl-C ends the optimiser step in flight, saves a checkpoint and stops; a second Ctrl-C stops at once.
+
+    The training function then raises ``KeyboardInterrupt``; rerunning the same command resumes
+    from that checkpoint, so an interruption loses no finished step.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous)
+        print("\ninterrupt: saving a checkpoint after this step (Ctrl-C again to stop now)", file=sys.stderr)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        """Catch SIGINT while training (main thread only; elsewhere Ctrl-C keeps its default)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.requested:
+            control.should_save = True
+            control.should_training_stop = True
