@@ -21,7 +21,6 @@ import math
 import os
 import resource
 import selectors
-import shutil
 import signal
 import socket
 import sys
@@ -33,6 +32,7 @@ from typing import Any
 from mathforge.sandbox import isolation
 from mathforge.sandbox.child import WATCHED_MODULES, ChildSetup, ClassVersions, child_main, confine, move_fds
 from mathforge.sandbox.protocol import FrameDecoder, FrameError, encode, read_frame, write_all
+from mathforge.sandbox.scratch import QUOTA_MB_PER_WORKER, ScratchDirs, wipe
 
 # Imported (and exercised) before forking so that every execution starts warm.
 _WARM_UP = """
@@ -62,7 +62,6 @@ np.mean(A), np.std(A), np.cumsum(np.arange(6)), np.array([1/3, 2/3]).tolist()
 
 _FILE_SIZE_LIMIT = 64 << 20
 _OPEN_FILES_LIMIT = 256
-_SCRATCH_QUOTA_MB_PER_WORKER = 256
 _MAX_RESULT_FRAME = 1 << 20
 _MAX_REQUEST_FRAME = 256 << 20
 _READ_CHUNK = 1 << 16
@@ -173,13 +172,12 @@ class Zygote:
         self.max_output = int(config["max_output_chars"])
         self.max_live_sessions = int(config["max_live_sessions"])
         self.reuse = int(config.get("reuse", 1))
-        self.base = config["scratch_base"]
+        self.scratch = ScratchDirs(config["scratch_base"])
         self.cpu_seconds = math.ceil(self.timeout) + 1
-        self.scratch_count = 0
         self.protections: dict[str, bool] = dict.fromkeys(PROTECTION_NAMES, False)
         if isolation.IS_LINUX:
-            quota = _SCRATCH_QUOTA_MB_PER_WORKER * self.workers
-            for name in isolation.enter_namespaces(self.base, quota):
+            quota = QUOTA_MB_PER_WORKER * self.workers
+            for name in isolation.enter_namespaces(self.scratch.base, quota):
                 self.protections[name] = True
             with contextlib.suppress(OSError):
                 isolation.become_subreaper()
@@ -257,7 +255,7 @@ class Zygote:
 
     def _run_probe(self, setup: ChildSetup) -> dict[str, bool]:
         """Fork a child that applies every protection, then checks each one actually holds."""
-        scratch = self._new_scratch()
+        scratch = self.scratch.new()
         read_fd, write_fd = os.pipe()
         pid = os.fork()
         if pid == 0:
@@ -265,7 +263,7 @@ class Zygote:
                 os.close(read_fd)
                 move_fds(os.open(os.devnull, os.O_RDONLY), write_fd, os.open(os.devnull, os.O_WRONLY))
                 confine(setup, scratch, strict=False)
-                write_all(4, encode(_check_protections(setup, self.base)))
+                write_all(4, encode(_check_protections(setup, self.scratch.base)))
             finally:
                 os._exit(0)
         os.close(write_fd)
@@ -274,20 +272,14 @@ class Zygote:
             data += chunk
         os.close(read_fd)
         os.waitpid(pid, 0)
-        _wipe(scratch)
+        wipe(scratch)
         frames = FrameDecoder(_MAX_RESULT_FRAME).feed(bytes(data))
         return frames[0] if frames else {}
-
-    def _new_scratch(self) -> str:
-        self.scratch_count += 1
-        path = os.path.join(self.base, str(self.scratch_count))
-        os.mkdir(path, 0o700)
-        return path
 
     # --- children ------------------------------------------------------------------------
 
     def _fork_child(self) -> Child:
-        scratch = self._new_scratch()
+        scratch = self.scratch.new()
         cell_r, cell_w = os.pipe()
         result_r, result_w = os.pipe()
         stdout_r, stdout_w = os.pipe()
@@ -464,7 +456,7 @@ class Zygote:
         if session is not None and session.child is child:
             session.child = None
             self.live.pop(session.sid, None)
-        _wipe(child.scratch)
+        wipe(child.scratch)
 
     def _classify(self, child: Child, status: int, cpu: float) -> tuple[str, str]:
         if child.timed_out:
@@ -694,7 +686,7 @@ class Zygote:
                 continue
             child = self.children.pop(pid, None)
             if child is not None:
-                _wipe(child.scratch)
+                wipe(child.scratch)
 
 
 def _result(
@@ -755,24 +747,6 @@ def _check_protections(setup: ChildSetup, scratch_base: str) -> dict[str, bool]:
         except PermissionError:
             pass
     return report
-
-
-def _wipe(path: str) -> None:
-    """Remove a scratch directory, even one holding directories made without permissions."""
-    try:
-        os.rmdir(path)
-        return
-    except FileNotFoundError:
-        return
-    except OSError:
-        pass
-    for root, dirs, _ in os.walk(path):
-        for name in dirs:
-            target = os.path.join(root, name)
-            if not os.path.islink(target):
-                with contextlib.suppress(OSError):
-                    os.chmod(target, 0o700)
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def main() -> None:
