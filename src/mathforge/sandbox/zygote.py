@@ -31,15 +31,14 @@ from typing import Any
 
 from mathforge.sandbox import isolation
 from mathforge.sandbox.child import WATCHED_MODULES, ChildSetup, ClassVersions, child_main, confine, move_fds
-from mathforge.sandbox.protocol import FrameDecoder, FrameError, encode, read_frame, write_all
+from mathforge.sandbox.control import MAX_REQUEST_FRAME, ControlChannel, result_message
+from mathforge.sandbox.protocol import READ_CHUNK, FrameDecoder, FrameError, encode, read_frame, write_all
 from mathforge.sandbox.scratch import QUOTA_MB_PER_WORKER, ScratchDirs, wipe
 from mathforge.sandbox.warmup import warm_up
 
 _FILE_SIZE_LIMIT = 64 << 20
 _OPEN_FILES_LIMIT = 256
 _MAX_RESULT_FRAME = 1 << 20
-_MAX_REQUEST_FRAME = 256 << 20
-_READ_CHUNK = 1 << 16
 
 PROTECTION_NAMES = {
     "seccomp": "seccomp system-call filter (exec, fork, kill, sockets, mount, ptrace ...)",
@@ -140,7 +139,6 @@ class Zygote:
     """The zygote process's state and event loop (one instance per process)."""
 
     def __init__(self, control: socket.socket, config: dict[str, Any]) -> None:
-        self.control = control
         self.workers = int(config["workers"])
         self.timeout = float(config["timeout"])
         self.memory_bytes = int(config["memory_mb"]) << 20
@@ -168,10 +166,8 @@ class Zygote:
                 isolation.collapse_to_huge_pages()
 
         self.selector = selectors.DefaultSelector()
-        self.requests = FrameDecoder(_MAX_REQUEST_FRAME)
-        self.outgoing = bytearray()
-        self.control.setblocking(False)
-        self.selector.register(self.control, selectors.EVENT_READ, self._on_control)
+        self.pending: deque[dict[str, Any]] = deque()
+        self.control = ControlChannel(control, self.selector, self.pending.extend)
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)
@@ -186,11 +182,9 @@ class Zygote:
         self.spares: deque[Child] = deque()
         self.reusable: deque[Child] = deque()  # idle (stopped) processes with executions left
         self.prefork = True
-        self.pending: deque[dict[str, Any]] = deque()
         self.sessions: dict[int, Session] = {}
         self.live: OrderedDict[int, Session] = OrderedDict()
         self.active = 0
-        self.closing = False
 
     # --- start-up ------------------------------------------------------------------------
 
@@ -243,7 +237,7 @@ class Zygote:
                 os._exit(0)
         os.close(write_fd)
         data = bytearray()
-        while chunk := os.read(read_fd, _READ_CHUNK):
+        while chunk := os.read(read_fd, READ_CHUNK):
             data += chunk
         os.close(read_fd)
         os.waitpid(pid, 0)
@@ -342,7 +336,7 @@ class Zygote:
     def _drain_stdout(self, child: Child) -> None:
         while not child.closed:
             try:
-                data = os.read(child.stdout_fd, _READ_CHUNK)
+                data = os.read(child.stdout_fd, READ_CHUNK)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
@@ -354,7 +348,7 @@ class Zygote:
     def _on_result(self, child: Child) -> None:
         while child.task is not None and not child.closed:
             try:
-                data = os.read(child.result_fd, _READ_CHUNK)
+                data = os.read(child.result_fd, READ_CHUNK)
             except (BlockingIOError, InterruptedError):
                 return
             if not data:  # the child closed its result pipe: its exit decides the outcome
@@ -451,39 +445,6 @@ class Zygote:
         return "crash", f"Crash: exited with code {os.WEXITSTATUS(status)} before finishing"
 
     # --- requests ------------------------------------------------------------------------
-
-    def _on_control(self, events: int) -> None:
-        if events & selectors.EVENT_READ:
-            try:
-                data = self.control.recv(_READ_CHUNK)
-            except (BlockingIOError, InterruptedError):
-                data = None
-            except OSError:
-                data = b""
-            if data == b"":
-                self.closing = True
-                return
-            if data:
-                self.pending.extend(self.requests.feed(data))
-        if events & selectors.EVENT_WRITE:
-            self._flush_control()
-
-    def _respond(self, message: dict[str, Any]) -> None:
-        self.outgoing += encode(message)
-        self._flush_control()
-
-    def _flush_control(self) -> None:
-        try:
-            while self.outgoing:
-                sent = self.control.send(self.outgoing)
-                del self.outgoing[:sent]
-        except (BlockingIOError, InterruptedError):
-            pass
-        except OSError:
-            self.closing = True
-            return
-        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if self.outgoing else 0)
-        self.selector.modify(self.control, events, self._on_control)
 
     def _dispatch(self) -> None:
         """Start pending requests in arrival order; a session's cells wait for its previous one."""
@@ -583,7 +544,9 @@ class Zygote:
             else:
                 self._kill(child)
             self.active -= 1
-            self._respond(_result(task.request, status, child.capture.text(), error, wall_ms, False, []))
+            self.control.send(
+                result_message(task.request, status, child.capture.text(), error, wall_ms, False, [])
+            )
             return
         assert session is not None
         survived = status in ("ok", "error")
@@ -609,8 +572,8 @@ class Zygote:
             self._discard_process(session)
             reset = True
         self.active -= 1
-        self._respond(
-            _result(task.request, status, child.capture.text(), error, wall_ms, reset, session.dropped)
+        self.control.send(
+            result_message(task.request, status, child.capture.text(), error, wall_ms, reset, session.dropped)
         )
         session.busy = False
         session.reset = False
@@ -635,8 +598,8 @@ class Zygote:
     # --- loop ----------------------------------------------------------------------------
 
     def serve(self) -> None:
-        self._respond({"op": "ready", "pid": os.getpid(), "protections": self.protections})
-        while not self.closing:
+        self.control.send({"op": "ready", "pid": os.getpid(), "protections": self.protections})
+        while not self.control.closed:
             self._dispatch()
             wait = self._enforce_deadlines()
             if self.prefork and len(self.spares) < self.workers:
@@ -662,30 +625,6 @@ class Zygote:
             child = self.children.pop(pid, None)
             if child is not None:
                 wipe(child.scratch)
-
-
-def _result(
-    request: dict[str, Any] | None,
-    status: str,
-    stdout: str,
-    error: str | None,
-    wall_ms: float,
-    reset: bool,
-    dropped: list[int],
-) -> dict[str, Any]:
-    assert request is not None
-    message: dict[str, Any] = {
-        "op": "result",
-        "id": request["id"],
-        "status": status,
-        "stdout": stdout,
-        "error": error,
-        "wall_ms": wall_ms,
-        "reset": reset,
-    }
-    if dropped:
-        message["dropped"] = list(dropped)
-    return message
 
 
 def _current_cpu_limit() -> tuple[int, int]:
@@ -727,7 +666,7 @@ def _check_protections(setup: ChildSetup, scratch_base: str) -> dict[str, bool]:
 def main() -> None:
     """Entry point of the zygote process: ``python -c ... <control-fd>``."""
     fd = int(sys.argv[1])
-    config = read_frame(fd, _MAX_REQUEST_FRAME)
+    config = read_frame(fd, MAX_REQUEST_FRAME)
     if config is None:
         return
     control = socket.socket(fileno=fd)
