@@ -26,11 +26,19 @@ import socket
 import sys
 import time
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field
 from typing import Any
 
 from mathforge.sandbox import isolation
-from mathforge.sandbox.child import WATCHED_MODULES, ChildSetup, ClassVersions, child_main, confine, move_fds
+from mathforge.sandbox.child import WATCHED_MODULES, ChildSetup, ClassVersions, confine, move_fds
+from mathforge.sandbox.children import (
+    MAX_RESULT_FRAME,
+    Child,
+    OutputCapture,
+    Session,
+    Task,
+    classify_exit,
+    fork_child,
+)
 from mathforge.sandbox.control import MAX_REQUEST_FRAME, ControlChannel, result_message
 from mathforge.sandbox.protocol import READ_CHUNK, FrameDecoder, FrameError, encode, read_frame, write_all
 from mathforge.sandbox.scratch import QUOTA_MB_PER_WORKER, ScratchDirs, wipe
@@ -38,7 +46,6 @@ from mathforge.sandbox.warmup import warm_up
 
 _FILE_SIZE_LIMIT = 64 << 20
 _OPEN_FILES_LIMIT = 256
-_MAX_RESULT_FRAME = 1 << 20
 
 PROTECTION_NAMES = {
     "seccomp": "seccomp system-call filter (exec, fork, kill, sockets, mount, ptrace ...)",
@@ -52,87 +59,6 @@ PROTECTION_NAMES = {
     "parent_death_signal": "parent-death signal",
     "cpu_limit": "per-execution CPU-seconds limit",
 }
-
-
-class OutputCapture:
-    """Bounded stdout capture: the first and the last ``limit`` bytes, however much is written."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.head = bytearray()
-        self.tail = bytearray()
-        self.total = 0
-
-    def feed(self, data: bytes) -> None:
-        self.total += len(data)
-        room = self.limit - len(self.head)
-        if room > 0:
-            self.head += data[:room]
-            data = data[room:]
-        if data:
-            self.tail += data
-            if len(self.tail) > self.limit:
-                del self.tail[: len(self.tail) - self.limit]
-
-    def text(self) -> str:
-        """Everything when it fits, else head and tail around "..." (the observation format)."""
-        if self.total <= self.limit:
-            return self.head.decode("utf-8", "replace")
-        half = self.limit // 2
-        if self.total <= 2 * self.limit:  # head and tail are contiguous
-            whole = bytes(self.head + self.tail)
-            return whole[:half].decode("utf-8", "replace") + "..." + whole[-half:].decode("utf-8", "replace")
-        return (
-            self.head[:half].decode("utf-8", "replace") + "..." + self.tail[-half:].decode("utf-8", "replace")
-        )
-
-
-@dataclass
-class Task:
-    """One unit of work sent to a child: a one-shot run, a session cell, or a replayed cell."""
-
-    kind: str  # "run" | "cell" | "replay"
-    code: str
-    request: dict[str, Any] | None
-    history_index: int = -1
-    started: float = 0.0
-
-
-@dataclass(eq=False)
-class Child:
-    """A forked child as the zygote sees it: its pipes, its current task and its deadline."""
-
-    pid: int
-    cell_fd: int
-    result_fd: int
-    stdout_fd: int
-    scratch: str
-    results: FrameDecoder
-    capture: OutputCapture
-    send_buffer: bytearray = field(default_factory=bytearray)
-    task: Task | None = None
-    deadline: float | None = None
-    cpu_limit: float | None = None
-    timed_out: bool = False
-    exited: bool = False
-    session: Session | None = None
-    writing: bool = False
-    uses: int = 0
-    closed: bool = False  # its pipes are closed; their numbers may already belong to another child
-
-
-@dataclass(eq=False)
-class Session:
-    """A notebook: the cells that finished (its replayable history) and its process, if live."""
-
-    sid: int
-    history: list[str] = field(default_factory=list)
-    child: Child | None = None
-    busy: bool = False
-    replay: deque[int] = field(default_factory=deque)
-    request: dict[str, Any] | None = None
-    reset: bool = False
-    dropped: list[int] = field(default_factory=list)
 
 
 class Zygote:
@@ -242,36 +168,14 @@ class Zygote:
         os.close(read_fd)
         os.waitpid(pid, 0)
         wipe(scratch)
-        frames = FrameDecoder(_MAX_RESULT_FRAME).feed(bytes(data))
+        frames = FrameDecoder(MAX_RESULT_FRAME).feed(bytes(data))
         return frames[0] if frames else {}
 
     # --- children ------------------------------------------------------------------------
 
     def _fork_child(self) -> Child:
-        scratch = self.scratch.new()
-        cell_r, cell_w = os.pipe()
-        result_r, result_w = os.pipe()
-        stdout_r, stdout_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                child_main(self.setup, scratch, cell_r, result_w, stdout_w)
-            finally:
-                os._exit(70)
-        for fd in (cell_r, result_w, stdout_w):
-            os.close(fd)
-        for fd in (cell_w, result_r, stdout_r):
-            os.set_blocking(fd, False)
-        child = Child(
-            pid,
-            cell_w,
-            result_r,
-            stdout_r,
-            scratch,
-            FrameDecoder(_MAX_RESULT_FRAME),
-            OutputCapture(self.max_output),
-        )
-        self.children[pid] = child
+        child = fork_child(self.setup, self.scratch.new(), self.max_output)
+        self.children[child.pid] = child
         return child
 
     def _take_child(self) -> Child:
@@ -289,7 +193,7 @@ class Zygote:
         return self._take_child()
 
     def _send_task(self, child: Child, task: Task, last: bool) -> None:
-        self._drain_stdout(child)  # whatever a session's threads printed while idle is not this cell's
+        child.drain_stdout()  # whatever a session's threads printed while idle is not this cell's
         child.capture = OutputCapture(self.max_output)
         child.task = task
         child.timed_out = False
@@ -306,7 +210,7 @@ class Zygote:
             with contextlib.suppress(OSError):
                 os.kill(child.pid, signal.SIGCONT)
         self.selector.register(child.result_fd, selectors.EVENT_READ, lambda _: self._on_result(child))
-        self.selector.register(child.stdout_fd, selectors.EVENT_READ, lambda _: self._drain_stdout(child))
+        self.selector.register(child.stdout_fd, selectors.EVENT_READ, lambda _: child.drain_stdout())
         message: dict[str, Any] = {"code": task.code}
         if last:
             message["last"] = True
@@ -333,18 +237,6 @@ class Zygote:
             self.selector.unregister(child.cell_fd)
         child.writing = want
 
-    def _drain_stdout(self, child: Child) -> None:
-        while not child.closed:
-            try:
-                data = os.read(child.stdout_fd, READ_CHUNK)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return
-            if not data:
-                return
-            child.capture.feed(data)
-
     def _on_result(self, child: Child) -> None:
         while child.task is not None and not child.closed:
             try:
@@ -357,7 +249,7 @@ class Zygote:
             try:
                 frames = child.results.feed(data)
             except FrameError:
-                self._kill(child)
+                child.kill()
                 self._finish(child, "crash", "Crash: the process sent a malformed result")
                 return
             if frames:
@@ -368,7 +260,7 @@ class Zygote:
                 else:
                     error = frame.get("error")
                     error = str(error)[: self.max_output] if error is not None else None
-                self._drain_stdout(child)
+                child.drain_stdout()
                 self._finish(child, status, error, reusable=not frame.get("dirty"))
 
     def _unwatch(self, child: Child) -> None:
@@ -378,15 +270,6 @@ class Zygote:
         if child.writing:
             self.selector.unregister(child.cell_fd)
             child.writing = False
-
-    def _kill(self, child: Child) -> None:
-        if child.exited:
-            return
-        try:
-            os.killpg(child.pid, signal.SIGKILL)  # the child's own group (it called setsid)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.kill(child.pid, signal.SIGKILL)
 
     def _on_wakeup(self, _: int) -> None:
         with contextlib.suppress(OSError):
@@ -408,16 +291,13 @@ class Zygote:
 
     def _on_exit(self, child: Child, status: int, cpu: float) -> None:
         child.exited = True
-        self._drain_stdout(child)
+        child.drain_stdout()
         if child.task is not None:
             self._on_result(child)  # a result written just before exiting still counts
         if child.task is not None:
-            self._finish(child, *self._classify(child, status, cpu))
+            self._finish(child, *classify_exit(child, status, cpu, self.timeout))
         self._unwatch(child)
-        child.closed = True
-        for fd in (child.cell_fd, child.result_fd, child.stdout_fd):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        child.close_pipes()
         if child in self.spares:
             self.spares.remove(child)
             self.prefork = False  # a spare died before any work: fork on demand from now on
@@ -426,23 +306,6 @@ class Zygote:
             session.child = None
             self.live.pop(session.sid, None)
         wipe(child.scratch)
-
-    def _classify(self, child: Child, status: int, cpu: float) -> tuple[str, str]:
-        if child.timed_out:
-            return "timeout", f"TimeoutError: execution exceeded {self.timeout:g} s"
-        if os.WIFSIGNALED(status):
-            signum = os.WTERMSIG(status)
-            cpu_exhausted = child.cpu_limit is not None and cpu >= child.cpu_limit - 0.05
-            if signum == signal.SIGXCPU or (signum == signal.SIGKILL and cpu_exhausted):
-                return "timeout", "TimeoutError: CPU time limit exceeded"
-            if signum == signal.SIGKILL:
-                return "memory", "MemoryError: killed (out of memory)"
-            try:
-                name = signal.Signals(signum).name
-            except ValueError:  # a real-time signal has no name
-                name = f"signal {signum}"
-            return "crash", f"Crash: killed by {name}"
-        return "crash", f"Crash: exited with code {os.WEXITSTATUS(status)} before finishing"
 
     # --- requests ------------------------------------------------------------------------
 
@@ -525,7 +388,7 @@ class Zygote:
         session.child = None
         self.live.pop(session.sid, None)
         if child is not None:
-            self._kill(child)
+            child.kill()
 
     def _finish(self, child: Child, status: str, error: str | None, reusable: bool = False) -> None:
         """A task ended (result, death or deadline): answer, roll back, or continue a replay."""
@@ -542,7 +405,7 @@ class Zygote:
                     os.kill(child.pid, signal.SIGSTOP)
                 self.reusable.append(child)
             else:
-                self._kill(child)
+                child.kill()
             self.active -= 1
             self.control.send(
                 result_message(task.request, status, child.capture.text(), error, wall_ms, False, [])
@@ -568,7 +431,7 @@ class Zygote:
             with contextlib.suppress(OSError):
                 os.kill(child.pid, signal.SIGSTOP)  # idle sessions use no CPU, even with threads
         else:
-            self._kill(child)
+            child.kill()
             self._discard_process(session)
             reset = True
         self.active -= 1
@@ -590,7 +453,7 @@ class Zygote:
             if child.deadline <= now:
                 child.timed_out = True
                 child.deadline = None
-                self._kill(child)
+                child.kill()
             elif soonest is None or child.deadline < soonest:
                 soonest = child.deadline
         return None if soonest is None else max(soonest - now, 0.0)
@@ -612,7 +475,7 @@ class Zygote:
     def shutdown(self) -> None:
         """Kill every child, reap them and wipe their scratch directories."""
         for child in list(self.children.values()):
-            self._kill(child)
+            child.kill()
         deadline = time.monotonic() + 5.0
         while self.children and time.monotonic() < deadline:
             try:
