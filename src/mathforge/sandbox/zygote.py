@@ -29,36 +29,13 @@ from collections import OrderedDict, deque
 from typing import Any
 
 from mathforge.sandbox import isolation
-from mathforge.sandbox.child import WATCHED_MODULES, ChildSetup, ClassVersions, confine, move_fds
-from mathforge.sandbox.children import (
-    MAX_RESULT_FRAME,
-    Child,
-    OutputCapture,
-    Session,
-    Task,
-    classify_exit,
-    fork_child,
-)
+from mathforge.sandbox.child import WATCHED_MODULES, ClassVersions
+from mathforge.sandbox.children import Child, OutputCapture, Session, Task, classify_exit, fork_child
 from mathforge.sandbox.control import MAX_REQUEST_FRAME, ControlChannel, result_message
-from mathforge.sandbox.protocol import READ_CHUNK, FrameDecoder, FrameError, encode, read_frame, write_all
+from mathforge.sandbox.probe import PROTECTION_NAMES, probe_setup
+from mathforge.sandbox.protocol import READ_CHUNK, FrameError, encode, read_frame
 from mathforge.sandbox.scratch import QUOTA_MB_PER_WORKER, ScratchDirs, wipe
 from mathforge.sandbox.warmup import warm_up
-
-_FILE_SIZE_LIMIT = 64 << 20
-_OPEN_FILES_LIMIT = 256
-
-PROTECTION_NAMES = {
-    "seccomp": "seccomp system-call filter (exec, fork, kill, sockets, mount, ptrace ...)",
-    "landlock": "Landlock file-system confinement (writes outside the scratch directory)",
-    "signal_scope": "Landlock signal scoping",
-    "network_namespace": "private network namespace",
-    "scratch_quota": "scratch disk quota (size-capped tmpfs)",
-    "rlimits": "resource limits (address space, file size, open files)",
-    "no_new_privs": "no_new_privs",
-    "capabilities_dropped": "dropping capabilities",
-    "parent_death_signal": "parent-death signal",
-    "cpu_limit": "per-execution CPU-seconds limit",
-}
 
 
 class Zygote:
@@ -81,7 +58,7 @@ class Zygote:
             with contextlib.suppress(OSError):
                 isolation.become_subreaper()
         warm_up()
-        self.setup = self._probe_setup()
+        self.setup = probe_setup(self.protections, self.scratch, self.memory_bytes, self.max_output)
         if self.reuse > 1:  # before the heap is frozen: every child shares the tags' readers
             self.setup.class_versions = ClassVersions.of_modules(WATCHED_MODULES)
         self.protections["cpu_limit"] = isolation.limit_cpu(os.getpid(), *_current_cpu_limit())
@@ -111,65 +88,6 @@ class Zygote:
         self.sessions: dict[int, Session] = {}
         self.live: OrderedDict[int, Session] = OrderedDict()
         self.active = 0
-
-    # --- start-up ------------------------------------------------------------------------
-
-    def _probe_setup(self) -> ChildSetup:
-        """Build the child set-up with every candidate protection, keep those a child enforces."""
-        setup = ChildSetup(
-            zygote_pid=os.getpid(),
-            address_space=isolation.virtual_memory_bytes() + self.memory_bytes,
-            file_size=_FILE_SIZE_LIMIT,
-            open_files=_OPEN_FILES_LIMIT,
-            max_error_chars=self.max_output,
-            linux_extras=isolation.IS_LINUX,
-        )
-        abi = isolation.landlock_abi()
-        if abi:
-            setup.landlock = isolation.LandlockPolicy(abi, isolation.python_read_paths())
-        if isolation.IS_LINUX:
-            with contextlib.suppress(Exception):  # no libseccomp, or an unknown architecture
-                bpf = isolation.build_seccomp_program(allow_thread_signals=abi >= 6)
-                setup.seccomp = isolation.SeccompProgram(bpf)
-        report = self._run_probe(setup)
-        for name, ok in report.items():
-            if name in self.protections:
-                self.protections[name] = bool(ok)
-        if not self.protections["landlock"]:
-            setup.landlock = None
-        self.protections["signal_scope"] = setup.landlock is not None and setup.landlock.signal_scoped
-        if not self.protections["seccomp"]:
-            setup.seccomp = None
-        if not (
-            self.protections["no_new_privs"]
-            and self.protections["parent_death_signal"]
-            and self.protections["capabilities_dropped"]
-        ):
-            setup.linux_extras = False
-        return setup
-
-    def _run_probe(self, setup: ChildSetup) -> dict[str, bool]:
-        """Fork a child that applies every protection, then checks each one actually holds."""
-        scratch = self.scratch.new()
-        read_fd, write_fd = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                os.close(read_fd)
-                move_fds(os.open(os.devnull, os.O_RDONLY), write_fd, os.open(os.devnull, os.O_WRONLY))
-                confine(setup, scratch, strict=False)
-                write_all(4, encode(_check_protections(setup, self.scratch.base)))
-            finally:
-                os._exit(0)
-        os.close(write_fd)
-        data = bytearray()
-        while chunk := os.read(read_fd, READ_CHUNK):
-            data += chunk
-        os.close(read_fd)
-        os.waitpid(pid, 0)
-        wipe(scratch)
-        frames = FrameDecoder(MAX_RESULT_FRAME).feed(bytes(data))
-        return frames[0] if frames else {}
 
     # --- children ------------------------------------------------------------------------
 
@@ -492,38 +410,6 @@ class Zygote:
 
 def _current_cpu_limit() -> tuple[int, int]:
     return resource.getrlimit(resource.RLIMIT_CPU)
-
-
-def _check_protections(setup: ChildSetup, scratch_base: str) -> dict[str, bool]:
-    """In the probe child: which of the applied protections really hold."""
-    report = dict(setup.applied)
-    if report.get("seccomp"):
-        try:
-            pid = os.fork()
-        except PermissionError:
-            pass
-        else:
-            if pid == 0:
-                os._exit(0)
-            report["seccomp"] = False
-        try:
-            socket.socket(socket.AF_INET, socket.SOCK_STREAM).close()
-            report["seccomp"] = False
-        except PermissionError:
-            pass
-    if report.get("landlock"):
-        outside = os.path.join(scratch_base, "probe-outside")
-        try:
-            with open(outside, "w"):
-                report["landlock"] = False
-        except PermissionError:
-            pass
-        try:
-            with open("/proc/self/status", "rb"):
-                report["landlock"] = False
-        except PermissionError:
-            pass
-    return report
 
 
 def main() -> None:
