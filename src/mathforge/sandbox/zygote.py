@@ -89,141 +89,36 @@ class Zygote:
         self.live: OrderedDict[int, Session] = OrderedDict()
         self.active = 0
 
-    # --- children ------------------------------------------------------------------------
+    # --- loop ----------------------------------------------------------------------------
 
-    def _fork_child(self) -> Child:
-        child = fork_child(self.setup, self.scratch.new(), self.max_output)
-        self.children[child.pid] = child
-        return child
+    def serve(self) -> None:
+        self.control.send({"op": "ready", "pid": os.getpid(), "protections": self.protections})
+        while not self.control.closed:
+            self._dispatch()
+            wait = self._enforce_deadlines()
+            if self.prefork and len(self.spares) < self.workers:
+                self.spares.append(self._fork_child())
+                wait = 0.0
+            for key, events in self.selector.select(wait):
+                key.data(events)
+            self._reap()
 
-    def _take_child(self) -> Child:
-        while self.spares:
-            child = self.spares.popleft()
-            if not child.exited:
-                return child
-        return self._fork_child()
-
-    def _take_reusable(self) -> Child:
-        while self.reusable:
-            child = self.reusable.popleft()
-            if not child.exited:
-                return child
-        return self._take_child()
-
-    def _send_task(self, child: Child, task: Task, last: bool) -> None:
-        child.drain_stdout()  # whatever a session's threads printed while idle is not this cell's
-        child.capture = OutputCapture(self.max_output)
-        child.task = task
-        child.timed_out = False
-        child.uses += 1
-        task.started = time.monotonic()
-        child.deadline = task.started + self.timeout
-        if child.session is None and self.reuse == 1:
-            child.cpu_limit = self.cpu_seconds
-            isolation.limit_cpu(child.pid, self.cpu_seconds, self.cpu_seconds + 1)
-        else:
-            used = isolation.process_cpu_seconds(child.pid) or 0.0
-            child.cpu_limit = math.ceil(used) + self.cpu_seconds
-            isolation.limit_cpu(child.pid, child.cpu_limit, _current_cpu_limit()[1])
-            with contextlib.suppress(OSError):
-                os.kill(child.pid, signal.SIGCONT)
-        self.selector.register(child.result_fd, selectors.EVENT_READ, lambda _: self._on_result(child))
-        self.selector.register(child.stdout_fd, selectors.EVENT_READ, lambda _: child.drain_stdout())
-        message: dict[str, Any] = {"code": task.code}
-        if last:
-            message["last"] = True
-        if task.kind == "run" and self.reuse > 1:
-            message["fresh"] = True
-        child.send_buffer += encode(message)
-        self._flush_child(child)
-
-    def _flush_child(self, child: Child) -> None:
-        if child.closed:
-            return
-        try:
-            while child.send_buffer:
-                written = os.write(child.cell_fd, child.send_buffer)
-                del child.send_buffer[:written]
-        except BlockingIOError:
-            pass
-        except OSError:
-            child.send_buffer.clear()  # the child is gone; its exit is handled when reaped
-        want = bool(child.send_buffer)
-        if want and not child.writing:
-            self.selector.register(child.cell_fd, selectors.EVENT_WRITE, lambda _: self._flush_child(child))
-        elif not want and child.writing:
-            self.selector.unregister(child.cell_fd)
-        child.writing = want
-
-    def _on_result(self, child: Child) -> None:
-        while child.task is not None and not child.closed:
+    def shutdown(self) -> None:
+        """Kill every child, reap them and wipe their scratch directories."""
+        for child in list(self.children.values()):
+            child.kill()
+        deadline = time.monotonic() + 5.0
+        while self.children and time.monotonic() < deadline:
             try:
-                data = os.read(child.result_fd, READ_CHUNK)
-            except (BlockingIOError, InterruptedError):
-                return
-            if not data:  # the child closed its result pipe: its exit decides the outcome
-                self._unwatch(child)
-                return
-            try:
-                frames = child.results.feed(data)
-            except FrameError:
-                child.kill()
-                self._finish(child, "crash", "Crash: the process sent a malformed result")
-                return
-            if frames:
-                frame = frames[0]
-                status = frame.get("status")
-                if status not in ("ok", "error", "memory", "crash"):
-                    status, error = "crash", "Crash: the process sent a malformed result"
-                else:
-                    error = frame.get("error")
-                    error = str(error)[: self.max_output] if error is not None else None
-                child.drain_stdout()
-                self._finish(child, status, error, reusable=not frame.get("dirty"))
-
-    def _unwatch(self, child: Child) -> None:
-        for fd in (child.result_fd, child.stdout_fd):
-            with contextlib.suppress(KeyError, ValueError):
-                self.selector.unregister(fd)
-        if child.writing:
-            self.selector.unregister(child.cell_fd)
-            child.writing = False
-
-    def _on_wakeup(self, _: int) -> None:
-        with contextlib.suppress(OSError):
-            while os.read(self.wake_r, 512):
-                pass
-        self._reap()
-
-    def _reap(self) -> None:
-        while True:
-            try:
-                pid, status, usage = os.wait4(-1, os.WNOHANG)
+                pid, _, _ = os.wait4(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                break
             if pid == 0:
-                return
+                time.sleep(0.01)
+                continue
             child = self.children.pop(pid, None)
-            if child is not None:  # anything else is an adopted orphan, now reaped
-                self._on_exit(child, status, usage.ru_utime + usage.ru_stime)
-
-    def _on_exit(self, child: Child, status: int, cpu: float) -> None:
-        child.exited = True
-        child.drain_stdout()
-        if child.task is not None:
-            self._on_result(child)  # a result written just before exiting still counts
-        if child.task is not None:
-            self._finish(child, *classify_exit(child, status, cpu, self.timeout))
-        self._unwatch(child)
-        child.close_pipes()
-        if child in self.spares:
-            self.spares.remove(child)
-            self.prefork = False  # a spare died before any work: fork on demand from now on
-        session = child.session
-        if session is not None and session.child is child:
-            session.child = None
-            self.live.pop(session.sid, None)
-        wipe(child.scratch)
+            if child is not None:
+                wipe(child.scratch)
 
     # --- requests ------------------------------------------------------------------------
 
@@ -376,36 +271,141 @@ class Zygote:
                 soonest = child.deadline
         return None if soonest is None else max(soonest - now, 0.0)
 
-    # --- loop ----------------------------------------------------------------------------
+    # --- children ------------------------------------------------------------------------
 
-    def serve(self) -> None:
-        self.control.send({"op": "ready", "pid": os.getpid(), "protections": self.protections})
-        while not self.control.closed:
-            self._dispatch()
-            wait = self._enforce_deadlines()
-            if self.prefork and len(self.spares) < self.workers:
-                self.spares.append(self._fork_child())
-                wait = 0.0
-            for key, events in self.selector.select(wait):
-                key.data(events)
-            self._reap()
+    def _fork_child(self) -> Child:
+        child = fork_child(self.setup, self.scratch.new(), self.max_output)
+        self.children[child.pid] = child
+        return child
 
-    def shutdown(self) -> None:
-        """Kill every child, reap them and wipe their scratch directories."""
-        for child in list(self.children.values()):
-            child.kill()
-        deadline = time.monotonic() + 5.0
-        while self.children and time.monotonic() < deadline:
+    def _take_child(self) -> Child:
+        while self.spares:
+            child = self.spares.popleft()
+            if not child.exited:
+                return child
+        return self._fork_child()
+
+    def _take_reusable(self) -> Child:
+        while self.reusable:
+            child = self.reusable.popleft()
+            if not child.exited:
+                return child
+        return self._take_child()
+
+    def _send_task(self, child: Child, task: Task, last: bool) -> None:
+        child.drain_stdout()  # whatever a session's threads printed while idle is not this cell's
+        child.capture = OutputCapture(self.max_output)
+        child.task = task
+        child.timed_out = False
+        child.uses += 1
+        task.started = time.monotonic()
+        child.deadline = task.started + self.timeout
+        if child.session is None and self.reuse == 1:
+            child.cpu_limit = self.cpu_seconds
+            isolation.limit_cpu(child.pid, self.cpu_seconds, self.cpu_seconds + 1)
+        else:
+            used = isolation.process_cpu_seconds(child.pid) or 0.0
+            child.cpu_limit = math.ceil(used) + self.cpu_seconds
+            isolation.limit_cpu(child.pid, child.cpu_limit, _current_cpu_limit()[1])
+            with contextlib.suppress(OSError):
+                os.kill(child.pid, signal.SIGCONT)
+        self.selector.register(child.result_fd, selectors.EVENT_READ, lambda _: self._on_result(child))
+        self.selector.register(child.stdout_fd, selectors.EVENT_READ, lambda _: child.drain_stdout())
+        message: dict[str, Any] = {"code": task.code}
+        if last:
+            message["last"] = True
+        if task.kind == "run" and self.reuse > 1:
+            message["fresh"] = True
+        child.send_buffer += encode(message)
+        self._flush_child(child)
+
+    def _flush_child(self, child: Child) -> None:
+        if child.closed:
+            return
+        try:
+            while child.send_buffer:
+                written = os.write(child.cell_fd, child.send_buffer)
+                del child.send_buffer[:written]
+        except BlockingIOError:
+            pass
+        except OSError:
+            child.send_buffer.clear()  # the child is gone; its exit is handled when reaped
+        want = bool(child.send_buffer)
+        if want and not child.writing:
+            self.selector.register(child.cell_fd, selectors.EVENT_WRITE, lambda _: self._flush_child(child))
+        elif not want and child.writing:
+            self.selector.unregister(child.cell_fd)
+        child.writing = want
+
+    def _on_result(self, child: Child) -> None:
+        while child.task is not None and not child.closed:
             try:
-                pid, _, _ = os.wait4(-1, os.WNOHANG)
+                data = os.read(child.result_fd, READ_CHUNK)
+            except (BlockingIOError, InterruptedError):
+                return
+            if not data:  # the child closed its result pipe: its exit decides the outcome
+                self._unwatch(child)
+                return
+            try:
+                frames = child.results.feed(data)
+            except FrameError:
+                child.kill()
+                self._finish(child, "crash", "Crash: the process sent a malformed result")
+                return
+            if frames:
+                frame = frames[0]
+                status = frame.get("status")
+                if status not in ("ok", "error", "memory", "crash"):
+                    status, error = "crash", "Crash: the process sent a malformed result"
+                else:
+                    error = frame.get("error")
+                    error = str(error)[: self.max_output] if error is not None else None
+                child.drain_stdout()
+                self._finish(child, status, error, reusable=not frame.get("dirty"))
+
+    def _unwatch(self, child: Child) -> None:
+        for fd in (child.result_fd, child.stdout_fd):
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(fd)
+        if child.writing:
+            self.selector.unregister(child.cell_fd)
+            child.writing = False
+
+    def _on_wakeup(self, _: int) -> None:
+        with contextlib.suppress(OSError):
+            while os.read(self.wake_r, 512):
+                pass
+        self._reap()
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
             except ChildProcessError:
-                break
+                return
             if pid == 0:
-                time.sleep(0.01)
-                continue
+                return
             child = self.children.pop(pid, None)
-            if child is not None:
-                wipe(child.scratch)
+            if child is not None:  # anything else is an adopted orphan, now reaped
+                self._on_exit(child, status, usage.ru_utime + usage.ru_stime)
+
+    def _on_exit(self, child: Child, status: int, cpu: float) -> None:
+        child.exited = True
+        child.drain_stdout()
+        if child.task is not None:
+            self._on_result(child)  # a result written just before exiting still counts
+        if child.task is not None:
+            self._finish(child, *classify_exit(child, status, cpu, self.timeout))
+        self._unwatch(child)
+        child.close_pipes()
+        if child in self.spares:
+            self.spares.remove(child)
+            self.prefork = False  # a spare died before any work: fork on demand from now on
+        session = child.session
+        if session is not None and session.child is child:
+            session.child = None
+            self.live.pop(session.sid, None)
+        wipe(child.scratch)
 
 
 def _current_cpu_limit() -> tuple[int, int]:
