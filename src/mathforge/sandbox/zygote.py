@@ -11,6 +11,12 @@ One single-threaded event loop then schedules requests on at most ``workers`` bu
 streams each child's stdout into a bounded head/tail capture, enforces wall-clock deadlines
 with SIGKILL to the child's process group, reaps every child (it is also the subreaper of
 anything they could orphan), and wipes their scratch directories.
+
+This module is that orchestration; the jobs it hands out live beside it: ``warmup`` (what is
+imported before forking), ``probe`` (the child set-up and which protections hold),
+``children`` (a child as the zygote tracks it: fork, kill, stdout capture, how it ended),
+``control`` (the client's socket and the messages on it) and ``scratch`` (the per-process
+scratch directories).
 """
 
 from __future__ import annotations
