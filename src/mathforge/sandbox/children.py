@@ -102,7 +102,7 @@ class Child:
             self.capture.feed(data)
 
     def kill(self) -> None:
-        """SIGKILL the child and everything it started, unless it is already reaped."""
+        """SIGKILL the child's process group, unless the child was reaped (its pid may be reused)."""
         if self.exited:
             return
         try:
