@@ -13,10 +13,10 @@ import pytest
 from mathforge.errors import MathforgeError
 from mathforge.sandbox import ExecResult, Sandbox, SandboxWarning
 from mathforge.sandbox.child import ClassVersions
+from mathforge.sandbox.children import OutputCapture
 from mathforge.sandbox.pool import _warn_missing
 from mathforge.sandbox.protocol import FrameDecoder, FrameError, encode
 from mathforge.sandbox.result import truncate_middle
-from mathforge.sandbox.zygote import OutputCapture
 
 
 @pytest.fixture(scope="module")

@@ -26,9 +26,9 @@ from typing import Any
 
 import mathforge
 from mathforge.errors import MathforgeError
+from mathforge.sandbox.probe import PROTECTION_NAMES
 from mathforge.sandbox.protocol import FrameDecoder, encode
 from mathforge.sandbox.result import ExecResult
-from mathforge.sandbox.zygote import PROTECTION_NAMES
 
 _BOOT = "import sys; sys.path.insert(0, {path!r}); from mathforge.sandbox.zygote import main; main()"
 _START_TIMEOUT_S = 120.0

@@ -13,6 +13,7 @@ from typing import Any
 
 _HEADER = struct.Struct("<I")
 HEADER_SIZE = _HEADER.size
+READ_CHUNK = 1 << 16  # what the zygote takes per read from a non-blocking pipe or socket
 
 
 class FrameError(ValueError):

@@ -11,6 +11,12 @@ One single-threaded event loop then schedules requests on at most ``workers`` bu
 streams each child's stdout into a bounded head/tail capture, enforces wall-clock deadlines
 with SIGKILL to the child's process group, reaps every child (it is also the subreaper of
 anything they could orphan), and wipes their scratch directories.
+
+This module is that orchestration; the jobs it hands out live beside it: ``warmup`` (what is
+imported before forking), ``probe`` (the child set-up and which protections hold),
+``children`` (a child as the zygote tracks it: fork, kill, stdout capture, how it ended),
+``control`` (the client's socket and the messages on it) and ``scratch`` (the per-process
+scratch directories).
 """
 
 from __future__ import annotations
@@ -21,170 +27,44 @@ import math
 import os
 import resource
 import selectors
-import shutil
 import signal
 import socket
 import sys
 import time
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field
 from typing import Any
 
 from mathforge.sandbox import isolation
-from mathforge.sandbox.child import WATCHED_MODULES, ChildSetup, ClassVersions, child_main, confine, move_fds
-from mathforge.sandbox.protocol import FrameDecoder, FrameError, encode, read_frame, write_all
-
-# Imported (and exercised) before forking so that every execution starts warm.
-_WARM_UP = """
-import math, cmath, fractions, decimal, itertools, functools, collections, random, statistics
-import re, string, json
-import numpy as np
-import sympy as sp
-x, y, n, k = sp.symbols('x y n k')
-t = sp.Symbol('t', positive=True)
-sp.solve([x + 2*y - 3, 3*x - y + 1], [x, y]); sp.solve(x**2 - 5*x + 6, x); sp.solve(sp.Eq(2*x + 3, 7), x)
-sp.solve(x**2 - 2, x); sp.solve(x**3 - 3*x, x); sp.solveset(x**2 - 3, x); sp.roots(x**2 - 2*x - 1, x)
-sp.simplify((x**2 - 4)/(x - 2) + 3*x/7); sp.simplify(sp.sin(x)**2 + sp.cos(x)**2)
-sp.trigsimp(sp.sin(x)*sp.cos(x)); sp.factor(sp.expand((x + 1)*(x - 2)*(x + 3))); sp.expand((x + 2)**4)
-sp.apart(1/(x**2 - 1))
-sp.integrate(3*x**3 - sp.Rational(1, 2)*x + 1, (x, 0, 2)); sp.integrate(x**2*sp.exp(x), x)
-sp.integrate(sp.sin(2*x)*x, x); sp.integrate(sp.exp(-2*t), (t, 0, sp.oo)); sp.diff(x**3*sp.sin(x), x)
-sp.limit(sp.sin(x)/x, x, 0); sp.limit((1 + 2/n)**n, n, sp.oo); sp.summation(k**2, (k, 1, n))
-sp.series(sp.exp(x), x, 0, 4); sp.nsimplify(0.75); sp.sqrt(8); sp.N(sp.pi, 30); sp.latex(x**2)
-M = sp.Matrix([[2, 1], [1, 3]]); M.det(); M.inv(); M.eigenvals(); sp.Rational(3, 4) + sp.Rational(1, 6)
-sp.gcd(12, 18); sp.lcm(4, 6); sp.divisors(60); sp.factorint(360); sp.isprime(97); sp.binomial(10, 3)
-sp.Poly(x**2 + 3*x + 1, x).all_coeffs(); sp.simplify(sp.sqrt(t**2)); sp.log(t**2).expand(force=True)
-rng = np.random.default_rng(0); A = rng.random((6, 6)) + 6*np.eye(6)
-np.linalg.solve(A, np.arange(6)); np.linalg.det(A); np.linalg.eig(A); np.linalg.inv(A); np.linalg.svd(A)
-np.linalg.norm(A); np.polyfit(np.arange(6), np.arange(6)**2, 2); np.roots([1, -3, 2]); str(np.round(A, 3))
-np.mean(A), np.std(A), np.cumsum(np.arange(6)), np.array([1/3, 2/3]).tolist()
-"""
-
-_FILE_SIZE_LIMIT = 64 << 20
-_OPEN_FILES_LIMIT = 256
-_SCRATCH_QUOTA_MB_PER_WORKER = 256
-_MAX_RESULT_FRAME = 1 << 20
-_MAX_REQUEST_FRAME = 256 << 20
-_READ_CHUNK = 1 << 16
-
-PROTECTION_NAMES = {
-    "seccomp": "seccomp system-call filter (exec, fork, kill, sockets, mount, ptrace ...)",
-    "landlock": "Landlock file-system confinement (writes outside the scratch directory)",
-    "signal_scope": "Landlock signal scoping",
-    "network_namespace": "private network namespace",
-    "scratch_quota": "scratch disk quota (size-capped tmpfs)",
-    "rlimits": "resource limits (address space, file size, open files)",
-    "no_new_privs": "no_new_privs",
-    "capabilities_dropped": "dropping capabilities",
-    "parent_death_signal": "parent-death signal",
-    "cpu_limit": "per-execution CPU-seconds limit",
-}
-
-
-class OutputCapture:
-    """Bounded stdout capture: the first and the last ``limit`` bytes, however much is written."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.head = bytearray()
-        self.tail = bytearray()
-        self.total = 0
-
-    def feed(self, data: bytes) -> None:
-        self.total += len(data)
-        room = self.limit - len(self.head)
-        if room > 0:
-            self.head += data[:room]
-            data = data[room:]
-        if data:
-            self.tail += data
-            if len(self.tail) > self.limit:
-                del self.tail[: len(self.tail) - self.limit]
-
-    def text(self) -> str:
-        """Everything when it fits, else head and tail around "..." (the observation format)."""
-        if self.total <= self.limit:
-            return self.head.decode("utf-8", "replace")
-        half = self.limit // 2
-        if self.total <= 2 * self.limit:  # head and tail are contiguous
-            whole = bytes(self.head + self.tail)
-            return whole[:half].decode("utf-8", "replace") + "..." + whole[-half:].decode("utf-8", "replace")
-        return (
-            self.head[:half].decode("utf-8", "replace") + "..." + self.tail[-half:].decode("utf-8", "replace")
-        )
-
-
-@dataclass
-class Task:
-    """One unit of work sent to a child: a one-shot run, a session cell, or a replayed cell."""
-
-    kind: str  # "run" | "cell" | "replay"
-    code: str
-    request: dict[str, Any] | None
-    history_index: int = -1
-    started: float = 0.0
-
-
-@dataclass(eq=False)
-class Child:
-    """A forked child as the zygote sees it: its pipes, its current task and its deadline."""
-
-    pid: int
-    cell_fd: int
-    result_fd: int
-    stdout_fd: int
-    scratch: str
-    results: FrameDecoder
-    capture: OutputCapture
-    send_buffer: bytearray = field(default_factory=bytearray)
-    task: Task | None = None
-    deadline: float | None = None
-    cpu_limit: float | None = None
-    timed_out: bool = False
-    exited: bool = False
-    session: Session | None = None
-    writing: bool = False
-    uses: int = 0
-    closed: bool = False  # its pipes are closed; their numbers may already belong to another child
-
-
-@dataclass(eq=False)
-class Session:
-    """A notebook: the cells that finished (its replayable history) and its process, if live."""
-
-    sid: int
-    history: list[str] = field(default_factory=list)
-    child: Child | None = None
-    busy: bool = False
-    replay: deque[int] = field(default_factory=deque)
-    request: dict[str, Any] | None = None
-    reset: bool = False
-    dropped: list[int] = field(default_factory=list)
+from mathforge.sandbox.child import WATCHED_MODULES, ClassVersions
+from mathforge.sandbox.children import Child, OutputCapture, Session, Task, classify_exit, fork_child
+from mathforge.sandbox.control import MAX_REQUEST_FRAME, ControlChannel, result_message
+from mathforge.sandbox.probe import PROTECTION_NAMES, probe_setup
+from mathforge.sandbox.protocol import READ_CHUNK, FrameError, encode, read_frame
+from mathforge.sandbox.scratch import QUOTA_MB_PER_WORKER, ScratchDirs, wipe
+from mathforge.sandbox.warmup import warm_up
 
 
 class Zygote:
     """The zygote process's state and event loop (one instance per process)."""
 
     def __init__(self, control: socket.socket, config: dict[str, Any]) -> None:
-        self.control = control
         self.workers = int(config["workers"])
         self.timeout = float(config["timeout"])
         self.memory_bytes = int(config["memory_mb"]) << 20
         self.max_output = int(config["max_output_chars"])
         self.max_live_sessions = int(config["max_live_sessions"])
         self.reuse = int(config.get("reuse", 1))
-        self.base = config["scratch_base"]
+        self.scratch = ScratchDirs(config["scratch_base"])
         self.cpu_seconds = math.ceil(self.timeout) + 1
-        self.scratch_count = 0
         self.protections: dict[str, bool] = dict.fromkeys(PROTECTION_NAMES, False)
         if isolation.IS_LINUX:
-            quota = _SCRATCH_QUOTA_MB_PER_WORKER * self.workers
-            for name in isolation.enter_namespaces(self.base, quota):
+            quota = QUOTA_MB_PER_WORKER * self.workers
+            for name in isolation.enter_namespaces(self.scratch.base, quota):
                 self.protections[name] = True
             with contextlib.suppress(OSError):
                 isolation.become_subreaper()
-        exec(compile(_WARM_UP, "<warm-up>", "exec"), {})
-        self.setup = self._probe_setup()
+        warm_up()
+        self.setup = probe_setup(self.protections, self.scratch, self.memory_bytes, self.max_output)
         if self.reuse > 1:  # before the heap is frozen: every child shares the tags' readers
             self.setup.class_versions = ClassVersions.of_modules(WATCHED_MODULES)
         self.protections["cpu_limit"] = isolation.limit_cpu(os.getpid(), *_current_cpu_limit())
@@ -195,10 +75,8 @@ class Zygote:
                 isolation.collapse_to_huge_pages()
 
         self.selector = selectors.DefaultSelector()
-        self.requests = FrameDecoder(_MAX_REQUEST_FRAME)
-        self.outgoing = bytearray()
-        self.control.setblocking(False)
-        self.selector.register(self.control, selectors.EVENT_READ, self._on_control)
+        self.pending: deque[dict[str, Any]] = deque()
+        self.control = ControlChannel(control, self.selector, self.pending.extend)
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)
@@ -213,310 +91,42 @@ class Zygote:
         self.spares: deque[Child] = deque()
         self.reusable: deque[Child] = deque()  # idle (stopped) processes with executions left
         self.prefork = True
-        self.pending: deque[dict[str, Any]] = deque()
         self.sessions: dict[int, Session] = {}
         self.live: OrderedDict[int, Session] = OrderedDict()
         self.active = 0
-        self.closing = False
 
-    # --- start-up ------------------------------------------------------------------------
+    # --- loop ----------------------------------------------------------------------------
 
-    def _probe_setup(self) -> ChildSetup:
-        """Build the child set-up with every candidate protection, keep those a child enforces."""
-        setup = ChildSetup(
-            zygote_pid=os.getpid(),
-            address_space=isolation.virtual_memory_bytes() + self.memory_bytes,
-            file_size=_FILE_SIZE_LIMIT,
-            open_files=_OPEN_FILES_LIMIT,
-            max_error_chars=self.max_output,
-            linux_extras=isolation.IS_LINUX,
-        )
-        abi = isolation.landlock_abi()
-        if abi:
-            setup.landlock = isolation.LandlockPolicy(abi, isolation.python_read_paths())
-        if isolation.IS_LINUX:
-            with contextlib.suppress(Exception):  # no libseccomp, or an unknown architecture
-                bpf = isolation.build_seccomp_program(allow_thread_signals=abi >= 6)
-                setup.seccomp = isolation.SeccompProgram(bpf)
-        report = self._run_probe(setup)
-        for name, ok in report.items():
-            if name in self.protections:
-                self.protections[name] = bool(ok)
-        if not self.protections["landlock"]:
-            setup.landlock = None
-        self.protections["signal_scope"] = setup.landlock is not None and setup.landlock.signal_scoped
-        if not self.protections["seccomp"]:
-            setup.seccomp = None
-        if not (
-            self.protections["no_new_privs"]
-            and self.protections["parent_death_signal"]
-            and self.protections["capabilities_dropped"]
-        ):
-            setup.linux_extras = False
-        return setup
+    def serve(self) -> None:
+        self.control.send({"op": "ready", "pid": os.getpid(), "protections": self.protections})
+        while not self.control.closed:
+            self._dispatch()
+            wait = self._enforce_deadlines()
+            if self.prefork and len(self.spares) < self.workers:
+                self.spares.append(self._fork_child())
+                wait = 0.0
+            for key, events in self.selector.select(wait):
+                key.data(events)
+            self._reap()
 
-    def _run_probe(self, setup: ChildSetup) -> dict[str, bool]:
-        """Fork a child that applies every protection, then checks each one actually holds."""
-        scratch = self._new_scratch()
-        read_fd, write_fd = os.pipe()
-        pid = os.fork()
-        if pid == 0:
+    def shutdown(self) -> None:
+        """Kill every child, reap them and wipe their scratch directories."""
+        for child in list(self.children.values()):
+            child.kill()
+        deadline = time.monotonic() + 5.0
+        while self.children and time.monotonic() < deadline:
             try:
-                os.close(read_fd)
-                move_fds(os.open(os.devnull, os.O_RDONLY), write_fd, os.open(os.devnull, os.O_WRONLY))
-                confine(setup, scratch, strict=False)
-                write_all(4, encode(_check_protections(setup, self.base)))
-            finally:
-                os._exit(0)
-        os.close(write_fd)
-        data = bytearray()
-        while chunk := os.read(read_fd, _READ_CHUNK):
-            data += chunk
-        os.close(read_fd)
-        os.waitpid(pid, 0)
-        _wipe(scratch)
-        frames = FrameDecoder(_MAX_RESULT_FRAME).feed(bytes(data))
-        return frames[0] if frames else {}
-
-    def _new_scratch(self) -> str:
-        self.scratch_count += 1
-        path = os.path.join(self.base, str(self.scratch_count))
-        os.mkdir(path, 0o700)
-        return path
-
-    # --- children ------------------------------------------------------------------------
-
-    def _fork_child(self) -> Child:
-        scratch = self._new_scratch()
-        cell_r, cell_w = os.pipe()
-        result_r, result_w = os.pipe()
-        stdout_r, stdout_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                child_main(self.setup, scratch, cell_r, result_w, stdout_w)
-            finally:
-                os._exit(70)
-        for fd in (cell_r, result_w, stdout_w):
-            os.close(fd)
-        for fd in (cell_w, result_r, stdout_r):
-            os.set_blocking(fd, False)
-        child = Child(
-            pid,
-            cell_w,
-            result_r,
-            stdout_r,
-            scratch,
-            FrameDecoder(_MAX_RESULT_FRAME),
-            OutputCapture(self.max_output),
-        )
-        self.children[pid] = child
-        return child
-
-    def _take_child(self) -> Child:
-        while self.spares:
-            child = self.spares.popleft()
-            if not child.exited:
-                return child
-        return self._fork_child()
-
-    def _take_reusable(self) -> Child:
-        while self.reusable:
-            child = self.reusable.popleft()
-            if not child.exited:
-                return child
-        return self._take_child()
-
-    def _send_task(self, child: Child, task: Task, last: bool) -> None:
-        self._drain_stdout(child)  # whatever a session's threads printed while idle is not this cell's
-        child.capture = OutputCapture(self.max_output)
-        child.task = task
-        child.timed_out = False
-        child.uses += 1
-        task.started = time.monotonic()
-        child.deadline = task.started + self.timeout
-        if child.session is None and self.reuse == 1:
-            child.cpu_limit = self.cpu_seconds
-            isolation.limit_cpu(child.pid, self.cpu_seconds, self.cpu_seconds + 1)
-        else:
-            used = isolation.process_cpu_seconds(child.pid) or 0.0
-            child.cpu_limit = math.ceil(used) + self.cpu_seconds
-            isolation.limit_cpu(child.pid, child.cpu_limit, _current_cpu_limit()[1])
-            with contextlib.suppress(OSError):
-                os.kill(child.pid, signal.SIGCONT)
-        self.selector.register(child.result_fd, selectors.EVENT_READ, lambda _: self._on_result(child))
-        self.selector.register(child.stdout_fd, selectors.EVENT_READ, lambda _: self._drain_stdout(child))
-        message: dict[str, Any] = {"code": task.code}
-        if last:
-            message["last"] = True
-        if task.kind == "run" and self.reuse > 1:
-            message["fresh"] = True
-        child.send_buffer += encode(message)
-        self._flush_child(child)
-
-    def _flush_child(self, child: Child) -> None:
-        if child.closed:
-            return
-        try:
-            while child.send_buffer:
-                written = os.write(child.cell_fd, child.send_buffer)
-                del child.send_buffer[:written]
-        except BlockingIOError:
-            pass
-        except OSError:
-            child.send_buffer.clear()  # the child is gone; its exit is handled when reaped
-        want = bool(child.send_buffer)
-        if want and not child.writing:
-            self.selector.register(child.cell_fd, selectors.EVENT_WRITE, lambda _: self._flush_child(child))
-        elif not want and child.writing:
-            self.selector.unregister(child.cell_fd)
-        child.writing = want
-
-    def _drain_stdout(self, child: Child) -> None:
-        while not child.closed:
-            try:
-                data = os.read(child.stdout_fd, _READ_CHUNK)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return
-            if not data:
-                return
-            child.capture.feed(data)
-
-    def _on_result(self, child: Child) -> None:
-        while child.task is not None and not child.closed:
-            try:
-                data = os.read(child.result_fd, _READ_CHUNK)
-            except (BlockingIOError, InterruptedError):
-                return
-            if not data:  # the child closed its result pipe: its exit decides the outcome
-                self._unwatch(child)
-                return
-            try:
-                frames = child.results.feed(data)
-            except FrameError:
-                self._kill(child)
-                self._finish(child, "crash", "Crash: the process sent a malformed result")
-                return
-            if frames:
-                frame = frames[0]
-                status = frame.get("status")
-                if status not in ("ok", "error", "memory", "crash"):
-                    status, error = "crash", "Crash: the process sent a malformed result"
-                else:
-                    error = frame.get("error")
-                    error = str(error)[: self.max_output] if error is not None else None
-                self._drain_stdout(child)
-                self._finish(child, status, error, reusable=not frame.get("dirty"))
-
-    def _unwatch(self, child: Child) -> None:
-        for fd in (child.result_fd, child.stdout_fd):
-            with contextlib.suppress(KeyError, ValueError):
-                self.selector.unregister(fd)
-        if child.writing:
-            self.selector.unregister(child.cell_fd)
-            child.writing = False
-
-    def _kill(self, child: Child) -> None:
-        if child.exited:
-            return
-        try:
-            os.killpg(child.pid, signal.SIGKILL)  # the child's own group (it called setsid)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.kill(child.pid, signal.SIGKILL)
-
-    def _on_wakeup(self, _: int) -> None:
-        with contextlib.suppress(OSError):
-            while os.read(self.wake_r, 512):
-                pass
-        self._reap()
-
-    def _reap(self) -> None:
-        while True:
-            try:
-                pid, status, usage = os.wait4(-1, os.WNOHANG)
+                pid, _, _ = os.wait4(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                break
             if pid == 0:
-                return
+                time.sleep(0.01)
+                continue
             child = self.children.pop(pid, None)
-            if child is not None:  # anything else is an adopted orphan, now reaped
-                self._on_exit(child, status, usage.ru_utime + usage.ru_stime)
-
-    def _on_exit(self, child: Child, status: int, cpu: float) -> None:
-        child.exited = True
-        self._drain_stdout(child)
-        if child.task is not None:
-            self._on_result(child)  # a result written just before exiting still counts
-        if child.task is not None:
-            self._finish(child, *self._classify(child, status, cpu))
-        self._unwatch(child)
-        child.closed = True
-        for fd in (child.cell_fd, child.result_fd, child.stdout_fd):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        if child in self.spares:
-            self.spares.remove(child)
-            self.prefork = False  # a spare died before any work: fork on demand from now on
-        session = child.session
-        if session is not None and session.child is child:
-            session.child = None
-            self.live.pop(session.sid, None)
-        _wipe(child.scratch)
-
-    def _classify(self, child: Child, status: int, cpu: float) -> tuple[str, str]:
-        if child.timed_out:
-            return "timeout", f"TimeoutError: execution exceeded {self.timeout:g} s"
-        if os.WIFSIGNALED(status):
-            signum = os.WTERMSIG(status)
-            cpu_exhausted = child.cpu_limit is not None and cpu >= child.cpu_limit - 0.05
-            if signum == signal.SIGXCPU or (signum == signal.SIGKILL and cpu_exhausted):
-                return "timeout", "TimeoutError: CPU time limit exceeded"
-            if signum == signal.SIGKILL:
-                return "memory", "MemoryError: killed (out of memory)"
-            try:
-                name = signal.Signals(signum).name
-            except ValueError:  # a real-time signal has no name
-                name = f"signal {signum}"
-            return "crash", f"Crash: killed by {name}"
-        return "crash", f"Crash: exited with code {os.WEXITSTATUS(status)} before finishing"
+            if child is not None:
+                wipe(child.scratch)
 
     # --- requests ------------------------------------------------------------------------
-
-    def _on_control(self, events: int) -> None:
-        if events & selectors.EVENT_READ:
-            try:
-                data = self.control.recv(_READ_CHUNK)
-            except (BlockingIOError, InterruptedError):
-                data = None
-            except OSError:
-                data = b""
-            if data == b"":
-                self.closing = True
-                return
-            if data:
-                self.pending.extend(self.requests.feed(data))
-        if events & selectors.EVENT_WRITE:
-            self._flush_control()
-
-    def _respond(self, message: dict[str, Any]) -> None:
-        self.outgoing += encode(message)
-        self._flush_control()
-
-    def _flush_control(self) -> None:
-        try:
-            while self.outgoing:
-                sent = self.control.send(self.outgoing)
-                del self.outgoing[:sent]
-        except (BlockingIOError, InterruptedError):
-            pass
-        except OSError:
-            self.closing = True
-            return
-        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if self.outgoing else 0)
-        self.selector.modify(self.control, events, self._on_control)
 
     def _dispatch(self) -> None:
         """Start pending requests in arrival order; a session's cells wait for its previous one."""
@@ -597,7 +207,7 @@ class Zygote:
         session.child = None
         self.live.pop(session.sid, None)
         if child is not None:
-            self._kill(child)
+            child.kill()
 
     def _finish(self, child: Child, status: str, error: str | None, reusable: bool = False) -> None:
         """A task ended (result, death or deadline): answer, roll back, or continue a replay."""
@@ -614,9 +224,11 @@ class Zygote:
                     os.kill(child.pid, signal.SIGSTOP)
                 self.reusable.append(child)
             else:
-                self._kill(child)
+                child.kill()
             self.active -= 1
-            self._respond(_result(task.request, status, child.capture.text(), error, wall_ms, False, []))
+            self.control.send(
+                result_message(task.request, status, child.capture.text(), error, wall_ms, False, [])
+            )
             return
         assert session is not None
         survived = status in ("ok", "error")
@@ -638,12 +250,12 @@ class Zygote:
             with contextlib.suppress(OSError):
                 os.kill(child.pid, signal.SIGSTOP)  # idle sessions use no CPU, even with threads
         else:
-            self._kill(child)
+            child.kill()
             self._discard_process(session)
             reset = True
         self.active -= 1
-        self._respond(
-            _result(task.request, status, child.capture.text(), error, wall_ms, reset, session.dropped)
+        self.control.send(
+            result_message(task.request, status, child.capture.text(), error, wall_ms, reset, session.dropped)
         )
         session.busy = False
         session.reset = False
@@ -660,125 +272,156 @@ class Zygote:
             if child.deadline <= now:
                 child.timed_out = True
                 child.deadline = None
-                self._kill(child)
+                child.kill()
             elif soonest is None or child.deadline < soonest:
                 soonest = child.deadline
         return None if soonest is None else max(soonest - now, 0.0)
 
-    # --- loop ----------------------------------------------------------------------------
+    # --- children ------------------------------------------------------------------------
 
-    def serve(self) -> None:
-        self._respond({"op": "ready", "pid": os.getpid(), "protections": self.protections})
-        while not self.closing:
-            self._dispatch()
-            wait = self._enforce_deadlines()
-            if self.prefork and len(self.spares) < self.workers:
-                self.spares.append(self._fork_child())
-                wait = 0.0
-            for key, events in self.selector.select(wait):
-                key.data(events)
-            self._reap()
+    def _fork_child(self) -> Child:
+        child = fork_child(self.setup, self.scratch.new(), self.max_output)
+        self.children[child.pid] = child
+        return child
 
-    def shutdown(self) -> None:
-        """Kill every child, reap them and wipe their scratch directories."""
-        for child in list(self.children.values()):
-            self._kill(child)
-        deadline = time.monotonic() + 5.0
-        while self.children and time.monotonic() < deadline:
+    def _take_child(self) -> Child:
+        while self.spares:
+            child = self.spares.popleft()
+            if not child.exited:
+                return child
+        return self._fork_child()
+
+    def _take_reusable(self) -> Child:
+        while self.reusable:
+            child = self.reusable.popleft()
+            if not child.exited:
+                return child
+        return self._take_child()
+
+    def _send_task(self, child: Child, task: Task, last: bool) -> None:
+        child.drain_stdout()  # whatever a session's threads printed while idle is not this cell's
+        child.capture = OutputCapture(self.max_output)
+        child.task = task
+        child.timed_out = False
+        child.uses += 1
+        task.started = time.monotonic()
+        child.deadline = task.started + self.timeout
+        if child.session is None and self.reuse == 1:
+            child.cpu_limit = self.cpu_seconds
+            isolation.limit_cpu(child.pid, self.cpu_seconds, self.cpu_seconds + 1)
+        else:
+            used = isolation.process_cpu_seconds(child.pid) or 0.0
+            child.cpu_limit = math.ceil(used) + self.cpu_seconds
+            isolation.limit_cpu(child.pid, child.cpu_limit, _current_cpu_limit()[1])
+            with contextlib.suppress(OSError):
+                os.kill(child.pid, signal.SIGCONT)
+        self.selector.register(child.result_fd, selectors.EVENT_READ, lambda _: self._on_result(child))
+        self.selector.register(child.stdout_fd, selectors.EVENT_READ, lambda _: child.drain_stdout())
+        message: dict[str, Any] = {"code": task.code}
+        if last:
+            message["last"] = True
+        if task.kind == "run" and self.reuse > 1:
+            message["fresh"] = True
+        child.send_buffer += encode(message)
+        self._flush_child(child)
+
+    def _flush_child(self, child: Child) -> None:
+        if child.closed:
+            return
+        try:
+            while child.send_buffer:
+                written = os.write(child.cell_fd, child.send_buffer)
+                del child.send_buffer[:written]
+        except BlockingIOError:
+            pass
+        except OSError:
+            child.send_buffer.clear()  # the child is gone; its exit is handled when reaped
+        want = bool(child.send_buffer)
+        if want and not child.writing:
+            self.selector.register(child.cell_fd, selectors.EVENT_WRITE, lambda _: self._flush_child(child))
+        elif not want and child.writing:
+            self.selector.unregister(child.cell_fd)
+        child.writing = want
+
+    def _on_result(self, child: Child) -> None:
+        while child.task is not None and not child.closed:
             try:
-                pid, _, _ = os.wait4(-1, os.WNOHANG)
+                data = os.read(child.result_fd, READ_CHUNK)
+            except (BlockingIOError, InterruptedError):
+                return
+            if not data:  # the child closed its result pipe: its exit decides the outcome
+                self._unwatch(child)
+                return
+            try:
+                frames = child.results.feed(data)
+            except FrameError:
+                child.kill()
+                self._finish(child, "crash", "Crash: the process sent a malformed result")
+                return
+            if frames:
+                frame = frames[0]
+                status = frame.get("status")
+                if status not in ("ok", "error", "memory", "crash"):
+                    status, error = "crash", "Crash: the process sent a malformed result"
+                else:
+                    error = frame.get("error")
+                    error = str(error)[: self.max_output] if error is not None else None
+                child.drain_stdout()
+                self._finish(child, status, error, reusable=not frame.get("dirty"))
+
+    def _unwatch(self, child: Child) -> None:
+        for fd in (child.result_fd, child.stdout_fd):
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(fd)
+        if child.writing:
+            self.selector.unregister(child.cell_fd)
+            child.writing = False
+
+    def _on_wakeup(self, _: int) -> None:
+        with contextlib.suppress(OSError):
+            while os.read(self.wake_r, 512):
+                pass
+        self._reap()
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
             except ChildProcessError:
-                break
+                return
             if pid == 0:
-                time.sleep(0.01)
-                continue
+                return
             child = self.children.pop(pid, None)
-            if child is not None:
-                _wipe(child.scratch)
+            if child is not None:  # anything else is an adopted orphan, now reaped
+                self._on_exit(child, status, usage.ru_utime + usage.ru_stime)
 
-
-def _result(
-    request: dict[str, Any] | None,
-    status: str,
-    stdout: str,
-    error: str | None,
-    wall_ms: float,
-    reset: bool,
-    dropped: list[int],
-) -> dict[str, Any]:
-    assert request is not None
-    message: dict[str, Any] = {
-        "op": "result",
-        "id": request["id"],
-        "status": status,
-        "stdout": stdout,
-        "error": error,
-        "wall_ms": wall_ms,
-        "reset": reset,
-    }
-    if dropped:
-        message["dropped"] = list(dropped)
-    return message
+    def _on_exit(self, child: Child, status: int, cpu: float) -> None:
+        child.exited = True
+        child.drain_stdout()
+        if child.task is not None:
+            self._on_result(child)  # a result written just before exiting still counts
+        if child.task is not None:
+            self._finish(child, *classify_exit(child, status, cpu, self.timeout))
+        self._unwatch(child)
+        child.close_pipes()
+        if child in self.spares:
+            self.spares.remove(child)
+            self.prefork = False  # a spare died before any work: fork on demand from now on
+        session = child.session
+        if session is not None and session.child is child:
+            session.child = None
+            self.live.pop(session.sid, None)
+        wipe(child.scratch)
 
 
 def _current_cpu_limit() -> tuple[int, int]:
     return resource.getrlimit(resource.RLIMIT_CPU)
 
 
-def _check_protections(setup: ChildSetup, scratch_base: str) -> dict[str, bool]:
-    """In the probe child: which of the applied protections really hold."""
-    report = dict(setup.applied)
-    if report.get("seccomp"):
-        try:
-            pid = os.fork()
-        except PermissionError:
-            pass
-        else:
-            if pid == 0:
-                os._exit(0)
-            report["seccomp"] = False
-        try:
-            socket.socket(socket.AF_INET, socket.SOCK_STREAM).close()
-            report["seccomp"] = False
-        except PermissionError:
-            pass
-    if report.get("landlock"):
-        outside = os.path.join(scratch_base, "probe-outside")
-        try:
-            with open(outside, "w"):
-                report["landlock"] = False
-        except PermissionError:
-            pass
-        try:
-            with open("/proc/self/status", "rb"):
-                report["landlock"] = False
-        except PermissionError:
-            pass
-    return report
-
-
-def _wipe(path: str) -> None:
-    """Remove a scratch directory, even one holding directories made without permissions."""
-    try:
-        os.rmdir(path)
-        return
-    except FileNotFoundError:
-        return
-    except OSError:
-        pass
-    for root, dirs, _ in os.walk(path):
-        for name in dirs:
-            target = os.path.join(root, name)
-            if not os.path.islink(target):
-                with contextlib.suppress(OSError):
-                    os.chmod(target, 0o700)
-    shutil.rmtree(path, ignore_errors=True)
-
-
 def main() -> None:
     """Entry point of the zygote process: ``python -c ... <control-fd>``."""
     fd = int(sys.argv[1])
-    config = read_frame(fd, _MAX_REQUEST_FRAME)
+    config = read_frame(fd, MAX_REQUEST_FRAME)
     if config is None:
         return
     control = socket.socket(fileno=fd)
