@@ -28,13 +28,13 @@ from transformers import EvalPrediction, Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from mathforge.errors import MathforgeError
+from mathforge.interrupt import SaveOnInterrupt
 from mathforge.reward.loss import listwise_loss
 from mathforge.reward.model import RewardModel, pad_right
 from mathforge.reward.ranking import ranking_metrics
 from mathforge.reward.records import RankedGroup, read_groups
 from mathforge.runs import ENVIRONMENT, check_identity, write_config_file
 from mathforge.runtime import Placement, environment, placement
-from mathforge.train.common import SaveOnInterrupt
 
 CONFIG_FILE = "train_config.json"
 METRICS_FILE = "metrics.json"

@@ -222,9 +222,9 @@ def run(config: SFTConfig, *, overwrite: bool = False, callbacks: list[Any] | No
     from trl import SFTConfig as TRLConfig
     from trl import SFTTrainer
 
+    from mathforge.interrupt import SaveOnInterrupt
     from mathforge.models.resolve import resolve_model
     from mathforge.runs import ENVIRONMENT, check_identity, write_config_file
-    from mathforge.train.common import SaveOnInterrupt
 
     out = Path(config.out)
     where = training_placement(config)

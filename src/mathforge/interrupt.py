@@ -1,5 +1,7 @@
-"""What every Trainer run in mathforge shares: Ctrl-C saves a checkpoint, and a run directory
-is only resumed by a run with the same settings."""
+"""Ctrl-C during any Trainer run (reward model, SFT, GRPO) saves a checkpoint before stopping.
+
+A top-level module, not part of ``train/`` or ``reward/``, because both use it and ``train``
+already depends on ``reward`` (RM-guided selection and rewards)."""
 
 from __future__ import annotations
 
