@@ -1,0 +1,1 @@
+"""Policy training. Submodules import torch and transformers only where they train."""
