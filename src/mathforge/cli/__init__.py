@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from mathforge.cli import data, eval, exec, grade, models, report, rm, solve, version  # noqa: F401
+from mathforge.cli import data, eval, exec, grade, grpo, models, report, rm, solve, version  # noqa: F401
 from mathforge.cli.app import app, err_console
 from mathforge.errors import MathforgeError
 
