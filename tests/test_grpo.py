@@ -90,10 +90,8 @@ def test_a_learnable_reward_is_learned(
     token, start = _likeliest_first_token(peaked_model_dir, embedded_tokenizer, "What is 0 + 2?")
     assert 0.05 < start < 0.6  # room to rise, and likely enough to be sampled at the start
     out = tmp_path / "run"
-    config = _config(
-        peaked_model_dir, problems_file, out, steps=10, lr=4e-3, group=8, problems_per_step=1, max_new_tokens=2
-    )
-    config = config.model_copy(update={"save_steps": 100})
+    settings = {"steps": 10, "lr": 4e-3, "group": 8, "problems_per_step": 1, "max_new_tokens": 2}
+    config = _config(peaked_model_dir, problems_file, out, save_steps=100, **settings)
     result = run(config, extra_rewards=[FirstTokenReward(token)], progress=False)
     rewards = [step["reward_mean"] for step in _steps(out)]
     assert len(rewards) == 10 == result.steps
@@ -109,7 +107,7 @@ def test_run_writes_a_model_directory_eval_loads_and_a_step_log(
     from mathforge.engines import SamplingParams, load_engine
 
     out = tmp_path / "run"
-    result = run(_config(tiny_model_dir, problems_file, out, steps=1), progress=False)
+    result = run(_config(tiny_model_dir, problems_file, out, steps=1, beta=1e-3), progress=False)
     assert result.steps == 1 and result.world_size == 1
     for name in ("model.safetensors", "config.json", "generation_config.json", "tokenizer.json"):
         assert (out / name).is_file(), name

@@ -39,7 +39,8 @@ class ScriptedTirEngine:
 
 def _trainer(step: int = 0) -> Any:
     """What a rollout reads from TRL's trainer: the step and the process index."""
-    return SimpleNamespace(state=SimpleNamespace(global_step=step), accelerator=SimpleNamespace(process_index=0))
+    state, accelerator = SimpleNamespace(global_step=step), SimpleNamespace(process_index=0)
+    return SimpleNamespace(state=state, accelerator=accelerator)
 
 
 def test_tir_rollout_masks_exactly_the_executor_output(embedded_tokenizer: Any) -> None:
@@ -73,7 +74,7 @@ def test_tir_rollout_masks_exactly_the_executor_output(embedded_tokenizer: Any) 
     assert output["truncated"] == [False, False]
 
 
-def test_rollout_keeps_trl_order_and_samples_each_run_of_prompts_as_one_group(embedded_tokenizer: Any) -> None:
+def test_rollout_keeps_trl_order_and_samples_each_prompt_run_as_one_group(embedded_tokenizer: Any) -> None:
     calls: list[tuple[list[str], int]] = []
 
     class Recording:
@@ -81,9 +82,7 @@ def test_rollout_keeps_trl_order_and_samples_each_run_of_prompts_as_one_group(em
 
         def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
             calls.append((list(prompts), params.n))
-            return [
-                [Completion(f"{p}#{j}", [j + 1], "length") for j in range(params.n)] for p in prompts
-            ]
+            return [[Completion(f"{p}#{j}", [j + 1], "length") for j in range(params.n)] for p in prompts]
 
     rollout = Rollout(mode="cot", params=SamplingParams(), engine_factory=lambda trainer: Recording())
     output = rollout(["a", "a", "a", "b", "b", "b"], _trainer())

@@ -26,6 +26,9 @@ class StepLog(TrainerCallback):
         self._last_time = self._start
         self._last_tokens: float | None = None
 
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._start = self._last_time = time.perf_counter()
+
     def on_log(
         self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any
     ) -> None:
@@ -65,6 +68,7 @@ class StepLog(TrainerCallback):
             "loss": logs.get("loss"),
             "grad_norm": logs.get("grad_norm"),
             "learning_rate": logs.get("learning_rate"),
+            "step_seconds": logs.get("step_time"),
             "seconds_per_step": per_step,
             "eta_s": eta,
         }
