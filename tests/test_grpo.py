@@ -126,7 +126,7 @@ def test_run_writes_a_model_directory_eval_loads_and_a_step_log(
 
 
 class CrashAt:
-    """Kill the run partway through, as a power cut would (after a checkpoint was written)."""
+    """Kill the run as the step after ``step`` begins, as a power cut would."""
 
     def __init__(self, step: int) -> None:
         from transformers import TrainerCallback
@@ -135,8 +135,8 @@ class CrashAt:
         outer = self
 
         class _Callback(TrainerCallback):
-            def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-                if state.global_step == outer.step:
+            def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                if state.global_step == outer.step:  # the step after ``step``, which is logged
                     raise SystemExit("killed")
 
         self.callback = _Callback()
