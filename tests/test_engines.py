@@ -12,7 +12,8 @@ import torch
 from fixtures_models import tiny_causal_lm
 from mathforge.engines import SamplingParams, load_engine, truncate_at_stop
 from mathforge.engines.base import find_stop
-from mathforge.engines.hf import HFEngine, _sample
+from mathforge.engines.hf import HFEngine
+from mathforge.engines.hf.sampler import sample_tokens
 from mathforge.errors import MathforgeError
 
 PROMPTS = [
@@ -104,7 +105,7 @@ def test_shared_prompt_prefix_is_encoded_once(engine: HFEngine) -> None:
 def test_the_start_all_prompts_share_is_encoded_once_per_call(engine: HFEngine) -> None:
     # Several prefill groups (a small prefill budget) all start from the system turn, encoded
     # once for the call; a group's own common start beyond it is encoded once per group.
-    from mathforge.engines.hf import _common_prefix_length
+    from mathforge.engines.hf.batch import common_prefix_length
     from mathforge.prompts import render_prompt
 
     questions = [
@@ -115,7 +116,7 @@ def test_the_start_all_prompts_share_is_encoded_once_per_call(engine: HFEngine) 
         "When do they meet?",
     ]
     prompts = [render_prompt(q, engine.tokenizer, "cot") for q in questions]
-    common = _common_prefix_length([engine.encode(p) for p in prompts])
+    common = common_prefix_length([engine.encode(p) for p in prompts])
     small = HFEngine(engine.model, engine.tokenizer, prefill_tokens=96)
     with forward_input_shapes(engine.model) as shapes:
         outputs = small.generate(prompts, SamplingParams(max_new_tokens=12))
@@ -206,11 +207,11 @@ def test_n_samples_per_prompt(engine: HFEngine, sharp_engine: HFEngine) -> None:
 def test_sampler_follows_temperature_and_top_p() -> None:
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.2]])).repeat(4000, 1)
     generators = [torch.Generator().manual_seed(i) for i in range(4000)]
-    draws = _sample(logits, generators, SamplingParams(temperature=1.0))
+    draws = sample_tokens(logits, generators, SamplingParams(temperature=1.0))
     frequencies = torch.bincount(draws, minlength=3).float() / 4000
     assert torch.allclose(frequencies, torch.tensor([0.5, 0.3, 0.2]), atol=0.03)
     # top_p 0.6 keeps the smallest set reaching 0.6: tokens 0 and 1, renormalised to 5/8 and 3/8.
-    draws = _sample(logits, generators, SamplingParams(temperature=1.0, top_p=0.6))
+    draws = sample_tokens(logits, generators, SamplingParams(temperature=1.0, top_p=0.6))
     frequencies = torch.bincount(draws, minlength=3).float() / 4000
     assert frequencies[2] == 0
     assert torch.allclose(frequencies[:2], torch.tensor([0.625, 0.375]), atol=0.03)
@@ -259,13 +260,13 @@ def test_loaded_engine_relays_its_linear_layers_with_the_same_outputs(tiny_model
     # the model as saved.
     from transformers import AutoModelForCausalLM
 
-    from mathforge.engines.hf import _PackedLinear
+    from mathforge.engines.hf.kernels import PackedLinear
 
     engine = load_engine("hf", model=str(tiny_model_dir), dtype="float32")
-    layers = [m for m in engine.model.modules() if isinstance(m, torch.nn.Linear | _PackedLinear)]
+    layers = [m for m in engine.model.modules() if isinstance(m, torch.nn.Linear | PackedLinear)]
     assert len(layers) == 2 * 7 + 1  # two decoder layers of seven projections, and the output layer
     for layer in layers:
-        assert isinstance(layer, _PackedLinear) or layer.weight.t().is_contiguous()
+        assert isinstance(layer, PackedLinear) or layer.weight.t().is_contiguous()
     assert engine.model.get_input_embeddings().weight.is_contiguous()
     plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
     outputs = engine.generate(PROMPTS, SamplingParams(max_new_tokens=16))
@@ -281,13 +282,13 @@ def test_loaded_engine_relays_its_linear_layers_with_the_same_outputs(tiny_model
 
 def test_transposed_linear_weights_give_the_same_outputs() -> None:
     # Layers left unpacked (no MKL, or bfloat16) keep their weights stored transposed.
-    from mathforge.engines.hf import _store_linear_weights_transposed
+    from mathforge.engines.hf.kernels import store_linear_weights_transposed
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8))
     hidden = torch.randn(5, 16)
     expected = model(hidden)
-    _store_linear_weights_transposed(model)
+    store_linear_weights_transposed(model)
     assert model[0].weight.t().is_contiguous() and model[2].weight.t().is_contiguous()
     torch.testing.assert_close(model(hidden), expected)
 
@@ -305,7 +306,7 @@ def test_loaded_engine_packs_its_linear_layers_with_the_same_outputs(tiny_model_
     # a zero-strided placeholder so the weights are not held twice.
     from transformers import AutoModelForCausalLM
 
-    from mathforge.engines.hf import _PackedLinear
+    from mathforge.engines.hf.kernels import PackedLinear
 
     if not torch.backends.mkl.is_available():
         pytest.skip("this torch build has no MKL")
@@ -313,7 +314,7 @@ def test_loaded_engine_packs_its_linear_layers_with_the_same_outputs(tiny_model_
     plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
     packed = dict(engine.model.named_modules())
     originals = {name: m for name, m in plain.named_modules() if isinstance(m, torch.nn.Linear)}
-    assert originals and all(isinstance(packed[name], _PackedLinear) for name in originals)
+    assert originals and all(isinstance(packed[name], PackedLinear) for name in originals)
     head = engine.model.get_output_embeddings()
     assert head.weight is engine.model.get_input_embeddings().weight
     for name, original in originals.items():

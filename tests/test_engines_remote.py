@@ -77,9 +77,11 @@ class FakeServer:
                 text, reason, stop_reason = "word " * body["max_tokens"], "length", None
             else:
                 text, reason, stop_reason = f"echo {prompt} #{index}", "stop", None
-            choices.append(
-                {"index": index, "text": text, "finish_reason": reason, "stop_reason": stop_reason}
-            )
+            choice = {"index": index, "text": text, "finish_reason": reason, "stop_reason": stop_reason}
+            if body.get("logprobs") is not None:  # two tokens, named by id when the prompt says so
+                tokens = ["token_id:17", "token_id:4"] if "ids" in prompt else ["ec", "ho"]
+                choice["logprobs"] = {"tokens": tokens, "token_logprobs": [-0.25, -0.5]}
+            choices.append(choice)
         return {"object": "text_completion", "choices": list(reversed(choices))}
 
 
@@ -160,6 +162,17 @@ def test_token_ids_with_a_local_tokenizer(server: FakeServer, tiny_model_dir: An
     assert engine.tokenizer.decode(completion.token_ids) == completion.text
 
 
+def test_logprobs_and_token_ids_where_the_server_sends_them(server: FakeServer) -> None:
+    engine = OpenAIEngine("m", base_url=server.url)
+    plain = engine.generate(["a"], SamplingParams())[0][0]
+    assert plain.logprobs is None and plain.sampled_ids is None
+    assert "logprobs" not in server.requests[0]
+    named, by_id = engine.generate(["a", "ids"], SamplingParams(logprobs=True))
+    assert all(request["logprobs"] == 0 for request in server.requests[1:])
+    assert named[0].logprobs == [-0.25, -0.5] and named[0].sampled_ids is None
+    assert by_id[0].logprobs == [-0.25, -0.5] and by_id[0].sampled_ids == [17, 4]
+
+
 def test_vllm_engine_matches_the_protocol(tiny_model_dir: Any) -> None:
     pytest.importorskip("vllm", reason="vLLM is not installed (optional extra [vllm])")
     engine = load_engine("vllm", model=str(tiny_model_dir), gpu_memory_utilization=0.3)
@@ -170,3 +183,9 @@ def test_vllm_engine_matches_the_protocol(tiny_model_dir: Any) -> None:
     assert engine.tokenizer.decode(cut.token_ids, skip_special_tokens=True) == cut.text
     sampled = engine.generate(["a", "b"], SamplingParams(n=3, temperature=1.0, max_new_tokens=8, seed=1))
     assert [len(group) for group in sampled] == [3, 3]
+    # Token-id prompts, sampled ids and one log-probability per sampled token.
+    by_ids = engine.generate([engine.encode("Hello")], SamplingParams(max_new_tokens=30, logprobs=True))[0][0]
+    assert by_ids.text == full.text and by_ids.sampled_ids is not None
+    assert by_ids.sampled_ids[: len(full.token_ids)] == full.token_ids
+    assert by_ids.logprobs is not None and len(by_ids.logprobs) == len(by_ids.sampled_ids)
+    assert all(value <= 0 for value in by_ids.logprobs)

@@ -84,13 +84,13 @@ def test_engine_auto_dtype_generates_on_both_cpu_paths(native: bool, tiny_model_
 
 
 def test_packed_and_plain_layers_give_the_same_greedy_text(tiny_model_dir: Any) -> None:
-    from mathforge.engines.hf import _PackedLinear
+    from mathforge.engines.hf.kernels import PackedLinear
 
     packed = load_engine("hf", model=str(tiny_model_dir), dtype="float32", pack_linear=True)
     plain = load_engine("hf", model=str(tiny_model_dir), dtype="float32", pack_linear=False)
-    assert not any(isinstance(m, _PackedLinear) for m in plain.model.modules())
+    assert not any(isinstance(m, PackedLinear) for m in plain.model.modules())
     if torch.backends.mkl.is_available():
-        assert any(isinstance(m, _PackedLinear) for m in packed.model.modules())
+        assert any(isinstance(m, PackedLinear) for m in packed.model.modules())
     params = SamplingParams(max_new_tokens=24)
     texts = [[c.text for c in group] for group in packed.generate(PROMPTS, params)]
     assert texts == [[c.text for c in group] for group in plain.generate(PROMPTS, params)]

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from mathforge.engines.base import Completion, Engine, FinishReason, SamplingParams, truncate_at_stop
+from mathforge.engines.base import (
+    Completion,
+    Engine,
+    EngineCapabilities,
+    FinishReason,
+    Prompt,
+    SamplingParams,
+    engine_capabilities,
+    truncate_at_stop,
+)
 from mathforge.errors import MathforgeError
 
 ENGINE_KINDS = ("hf", "vllm", "openai")
@@ -32,8 +41,11 @@ __all__ = [
     "ENGINE_KINDS",
     "Completion",
     "Engine",
+    "EngineCapabilities",
     "FinishReason",
+    "Prompt",
     "SamplingParams",
+    "engine_capabilities",
     "load_engine",
     "truncate_at_stop",
 ]

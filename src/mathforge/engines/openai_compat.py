@@ -4,6 +4,13 @@ Prompts are sent already rendered (the chat template is applied locally, as for 
 engines), one request per prompt asking for ``n`` choices, with at most ``max_concurrency``
 requests in flight. 429 and 5xx answers and connection errors are retried with exponential
 backoff (honouring ``Retry-After``); any other 4xx is a user error reported in one line.
+
+With ``SamplingParams.logprobs`` the request asks for ``logprobs: 0`` (the sampled token's only)
+and each completion carries the server's ``token_logprobs``, or None when it sends none. What
+they mean is the server's choice (vLLM: its ``--logprobs-mode``; ``processed_logprobs`` matches
+``Completion.logprobs``). ``sampled_ids`` are filled only when the server names its tokens by id
+(vLLM's ``--return-tokens-as-token-ids`` writes them as ``token_id:N``); a server's token strings
+cannot be mapped back to ids exactly, so this engine does not take token-id prompts.
 """
 
 from __future__ import annotations
@@ -18,7 +25,13 @@ from typing import Any
 
 import httpx
 
-from mathforge.engines.base import Completion, FinishReason, SamplingParams, truncate_at_stop
+from mathforge.engines.base import (
+    Completion,
+    EngineCapabilities,
+    FinishReason,
+    SamplingParams,
+    truncate_at_stop,
+)
 from mathforge.errors import MathforgeError
 
 
@@ -30,6 +43,8 @@ class OpenAIEngine:
     completions carry no token ids. The API key is read from the environment variable
     ``api_key_env`` (none is sent when it is unset, as local servers expect).
     """
+
+    capabilities = EngineCapabilities(token_ids_in=False, logprobs=True)
 
     def __init__(
         self,
@@ -81,6 +96,8 @@ class OpenAIEngine:
             body["stop"] = list(params.stop)
         if params.seed is not None:
             body["seed"] = params.seed + index  # reproducible, yet different per prompt
+        if params.logprobs:
+            body["logprobs"] = 0
         data = self._post("/completions", body)
         choices = sorted(data.get("choices") or [], key=lambda choice: choice.get("index", 0))
         if len(choices) != params.n:
@@ -108,7 +125,8 @@ class OpenAIEngine:
         ids = (
             self.tokenizer(text, add_special_tokens=False)["input_ids"] if self.tokenizer is not None else []
         )
-        return Completion(text, ids, finish, stop)
+        sampled_ids, logprobs = _sampled_tokens(choice.get("logprobs"))
+        return Completion(text, ids, finish, stop, sampled_ids=sampled_ids, logprobs=logprobs)
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         url = self.base_url + path
@@ -143,6 +161,21 @@ class OpenAIEngine:
             with contextlib.suppress(ValueError):  # an HTTP date instead of seconds: keep ours
                 delay = max(delay, float(retry_after))
         time.sleep(delay)
+
+
+def _sampled_tokens(data: Any) -> tuple[list[int] | None, list[float] | None]:
+    """Sampled token ids (when the server writes tokens as ``token_id:N``) and log-probabilities
+    from a choice's ``logprobs`` object; None for what the server did not send."""
+    if not isinstance(data, dict):
+        return None, None
+    values = data.get("token_logprobs")
+    logprobs = [float(v) for v in values] if values and all(v is not None for v in values) else None
+    tokens = data.get("tokens") or []
+    ids = None
+    if tokens and all(isinstance(t, str) and t.startswith("token_id:") for t in tokens):
+        with contextlib.suppress(ValueError):
+            ids = [int(t.removeprefix("token_id:")) for t in tokens]
+    return ids, logprobs
 
 
 def _message(response: httpx.Response) -> str:

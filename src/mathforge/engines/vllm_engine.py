@@ -1,25 +1,48 @@
 """The ``vllm`` engine: vLLM's offline ``LLM`` on one or more GPUs (optional extra ``[vllm]``).
 
 vLLM is imported only when this engine is built, so the rest of mathforge never needs it.
+Token-id prompts go in as vLLM's ``TokensPrompt(prompt_token_ids=ids)``; each output's
+``token_ids`` are the sampled tokens (the end-of-sequence token and the tokens of a matched stop
+string included), and ``logprobs=0`` returns the sampled token's log-probability at each step.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from mathforge.engines.base import Completion, FinishReason, SamplingParams, align_token_ids
+from mathforge.engines.base import (
+    Completion,
+    EngineCapabilities,
+    FinishReason,
+    Prompt,
+    SamplingParams,
+    adds_bos,
+    align_token_ids,
+    encode_prompt,
+)
 from mathforge.errors import MathforgeError
 
 
 class VLLMEngine:
     """Generate with a ``vllm.LLM``; completions follow the shared protocol exactly (text cut
-    before the stop string, end-of-sequence token left out of ``token_ids``)."""
+    before the stop string, end-of-sequence token left out of ``token_ids``, kept in
+    ``sampled_ids``).
+
+    Log-probabilities follow ``Completion.logprobs`` when the ``LLM`` runs with
+    ``logprobs_mode="processed_logprobs"`` (after temperature and top-p), which :meth:`load` sets
+    where the installed vLLM has the option (0.10.2 and later); an ``LLM`` built elsewhere with
+    vLLM's default ``raw_logprobs`` returns the raw model distribution instead.
+    """
+
+    capabilities = EngineCapabilities(token_ids_in=True, logprobs=True)
 
     def __init__(self, llm: Any, *, progress: bool = False) -> None:
         self.llm = llm
         self.tokenizer = llm.get_tokenizer()
         self.progress = progress
+        self._bos = self.tokenizer.bos_token if adds_bos(self.tokenizer) else None
 
     @classmethod
     def load(
@@ -40,6 +63,8 @@ class VLLMEngine:
             raise MathforgeError("the vllm engine needs vLLM: pip install 'mathforge[vllm]'") from exc
         from mathforge.models import resolve_model
 
+        if _has_engine_arg(vllm, "logprobs_mode"):
+            llm_options.setdefault("logprobs_mode", "processed_logprobs")
         llm = vllm.LLM(
             model=str(resolve_model(model)),
             dtype=dtype,
@@ -50,8 +75,12 @@ class VLLMEngine:
         )
         return cls(llm, progress=progress)
 
-    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
-        """``params.n`` completions per prompt, in prompt order."""
+    def encode(self, prompt: str) -> list[int]:
+        """Token ids of a rendered prompt, by the same rule as the hf engine (BOS added once)."""
+        return encode_prompt(self.tokenizer, prompt, self._bos)
+
+    def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[Completion]]:
+        """``params.n`` completions per prompt (a rendered string or its token ids), in prompt order."""
         import vllm
 
         per_prompt = [
@@ -63,14 +92,23 @@ class VLLMEngine:
                 stop=list(params.stop),
                 seed=None if params.seed is None else params.seed + index,
                 skip_special_tokens=True,
+                logprobs=0 if params.logprobs else None,  # 0: the sampled token's only
             )
             for index in range(len(prompts))
         ]
-        outputs = self.llm.generate(list(prompts), per_prompt, use_tqdm=self.progress)
+        from vllm.inputs import TokensPrompt
+
+        inputs = [
+            p if isinstance(p, str) else TokensPrompt(prompt_token_ids=[int(t) for t in p]) for p in prompts
+        ]
+        outputs = self.llm.generate(inputs, per_prompt, use_tqdm=self.progress)
         return [[self._completion(choice) for choice in output.outputs] for output in outputs]
 
     def _completion(self, choice: Any) -> Completion:
         ids = list(choice.token_ids)
+        logprobs = None
+        if choice.logprobs is not None:  # one {token id: Logprob} per step, the sampled token in it
+            logprobs = [float(step[token].logprob) for step, token in zip(choice.logprobs, ids, strict=True)]
         reason = choice.stop_reason
         finish: FinishReason
         if choice.finish_reason == "length":
@@ -80,4 +118,13 @@ class VLLMEngine:
         else:  # the end-of-sequence token (or a stop token id): vLLM keeps it in token_ids
             finish, stop = "eos", None
         text = choice.text
-        return Completion(text, align_token_ids(self.tokenizer, ids, text), finish, stop)
+        kept = align_token_ids(self.tokenizer, ids, text)
+        return Completion(text, kept, finish, stop, sampled_ids=ids, logprobs=logprobs)
+
+
+def _has_engine_arg(vllm: Any, name: str) -> bool:
+    """Whether the installed vLLM's ``EngineArgs`` (what ``LLM`` options become) has ``name``."""
+    engine_args = getattr(vllm, "EngineArgs", None)
+    return dataclasses.is_dataclass(engine_args) and any(
+        f.name == name for f in dataclasses.fields(engine_args)
+    )

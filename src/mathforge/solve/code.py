@@ -33,3 +33,11 @@ def output_block(observation: str, after: str) -> str:
     on a new line of its own."""
     lead = "" if not after or after.endswith("\n") else "\n"
     return f"{lead}{OUTPUT_FENCE}\n{observation}\n{FENCE}\n"
+
+
+def output_after_fence(observation: str, written: str) -> str:
+    """The executor's reply when the model itself wrote the "```output" fence (token-exact TIR):
+    the rest of "```output\\n{observation}\\n```\\n" after the fence, less what the model already
+    wrote past the fence in its last token (usually "" or "\\n"); appended whole after anything else."""
+    reply = f"\n{observation}\n{FENCE}\n"
+    return reply[len(written) :] if reply.startswith(written) else reply

@@ -3,6 +3,7 @@ reward-model data and RL losses (which mask tool output by the token spans)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -35,6 +36,15 @@ class Trajectory:
     ``finish_reason`` is the last round's (``stop``, ``eos``, ``length``) or ``max_calls`` when
     the model asked for another execution after the last allowed one. ``completion_tokens``
     counts model-written tokens only.
+
+    Token-exact (an engine with ``token_ids_in``): ``prompt_ids + token_ids`` is exactly the
+    sequence the model conditioned on and sampled, round after round: model segments hold the
+    tokens as sampled (a round's stop-string tokens included, and the final end-of-sequence
+    token), tool segments the tokenised executor output, and each segment's text is its tokens
+    decoded. ``logprobs`` (when asked for) has one entry per ``token_ids`` entry: the sampled
+    token's log-probability (``Completion.logprobs``), None for tool tokens. Otherwise (a
+    text-only engine) ``prompt_ids`` is empty, ``logprobs`` None, and ``token_ids`` are each
+    round's ``Completion.token_ids``.
     """
 
     prompt: str
@@ -46,13 +56,32 @@ class Trajectory:
     finish_reason: str = "length"
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    prompt_ids: list[int] = field(default_factory=list)
+    logprobs: list[float | None] | None = None
 
-    def add(self, kind: SegmentKind, text: str, token_ids: list[int] | None) -> None:
-        """Append a segment (merged into the previous one when of the same kind)."""
+    def add(
+        self,
+        kind: SegmentKind,
+        text: str,
+        token_ids: list[int] | None,
+        logprobs: Sequence[float] | None = None,
+    ) -> None:
+        """Append a segment (merged into the previous one when of the same kind).
+
+        While ``self.logprobs`` is kept (a list), a model segment must bring one log-probability
+        per token; a tool segment's tokens get None.
+        """
         start, end = len(self.response), len(self.response) + len(text)
         self.response += text
         token_start = token_end = None
         if token_ids is not None:
+            if self.logprobs is not None:
+                if kind == "tool":
+                    self.logprobs.extend([None] * len(token_ids))
+                elif logprobs is None or len(logprobs) != len(token_ids):
+                    raise ValueError("a model segment needs one log-probability per token")
+                else:
+                    self.logprobs.extend(logprobs)
             token_start = len(self.token_ids)
             self.token_ids.extend(token_ids)
             token_end = len(self.token_ids)
