@@ -70,6 +70,15 @@ class FirstTokenReward:
         return [float(bool(ids) and ids[0] == self.token) for ids in completion_ids]
 
 
+class FirstTokenParity:
+    """1 when a completion's first token id is even."""
+
+    __name__ = "first_token_parity"
+
+    def __call__(self, completion_ids: list[list[int]], **kwargs: Any) -> list[float]:
+        return [float(bool(ids) and ids[0] % 2 == 0) for ids in completion_ids]
+
+
 def _likeliest_first_token(model_dir: Path, tokenizer: Any, question: str) -> tuple[int, float]:
     import torch
     from transformers import AutoModelForCausalLM
@@ -194,3 +203,58 @@ def test_two_processes_under_torchrun(tiny_model_dir: Path, problems_file: Path,
     assert saved["world_size"] == 2
     assert [s["step"] for s in _steps(out)] == [1]
     assert (out / "model.safetensors").is_file()
+
+
+class EngineProbe:
+    """At each step's start and end, the rollout engine's log-probabilities of a greedy completion
+    next to the trainer model's own (a plain forward pass over prompt + completion)."""
+
+    def __init__(self, prompt: str) -> None:
+        from transformers import TrainerCallback
+
+        self.records: list[tuple[list[float], list[float]]] = []
+        outer = self
+
+        class _Callback(TrainerCallback):
+            def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                outer.probe(kwargs["model"], kwargs["processing_class"])
+
+            def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                outer.probe(kwargs["model"], kwargs["processing_class"])
+
+        self.prompt = prompt
+        self.callback = _Callback()
+
+    def probe(self, model: Any, tokenizer: Any) -> None:
+        from types import SimpleNamespace
+
+        import torch
+
+        from mathforge.engines import SamplingParams
+        from mathforge.train.rollouts import hf_engine_on_policy
+
+        trainer = SimpleNamespace(
+            model=model, processing_class=tokenizer, accelerator=SimpleNamespace(unwrap_model=lambda m: m)
+        )
+        engine = hf_engine_on_policy(trainer)
+        prompt_ids = engine.encode(self.prompt)
+        (completion,) = engine.generate([prompt_ids], SamplingParams(max_new_tokens=6, logprobs=True))[0]
+        ids = torch.tensor([prompt_ids + completion.sampled_ids])
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits[0, len(prompt_ids) - 1 : -1].float()
+        own = logits.log_softmax(-1).gather(-1, ids[0, len(prompt_ids) :, None])[:, 0]
+        self.records.append((list(completion.logprobs), own.tolist()))
+
+
+def test_the_rollout_engine_samples_from_the_trainers_current_weights(
+    tiny_model_dir: Path, problems_file: Path, tmp_path: Path
+) -> None:
+    probe = EngineProbe("<|im_start|>user\nWhat is 2 + 2?<|im_end|>\n<|im_start|>assistant\n")
+    config = _config(tiny_model_dir, problems_file, tmp_path / "run", steps=2, lr=1e-2, save_steps=100)
+    # A reward that differs between samples, so the advantages (and the update) are not zero.
+    run(config, callbacks=[probe.callback], extra_rewards=[FirstTokenParity()], progress=False)
+    assert len(probe.records) == 4
+    for engine_logprobs, model_logprobs in probe.records:
+        assert engine_logprobs == pytest.approx(model_logprobs, abs=1e-4)
+    first, last = probe.records[0][1], probe.records[-1][1]
+    assert max(abs(a - b) for a, b in zip(first, last, strict=False)) > 1e-2  # the weights did move

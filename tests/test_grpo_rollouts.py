@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mathforge.engines.base import Completion, SamplingParams
+from mathforge.engines.base import Completion, EngineCapabilities, SamplingParams
 from mathforge.train.rewards import MathReward
 from mathforge.train.rollouts import Rollout
 
@@ -18,21 +18,36 @@ ANSWER_ROUND = "So the answer is \\boxed{42}."
 
 
 class ScriptedTirEngine:
-    """A model that writes one program, reads its output, then answers (a test double)."""
+    """A token-exact model that writes one program, reads its output, then answers (a test double)."""
+
+    capabilities = EngineCapabilities(token_ids_in=True, logprobs=True)
 
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
 
+    def encode(self, prompt: str) -> list[int]:
+        return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
     def generate(self, prompts: Sequence[Any], params: SamplingParams) -> list[list[Completion]]:
         groups = []
         for prompt in prompts:
-            text = prompt if isinstance(prompt, str) else self.tokenizer.decode(prompt)
-            if "```output" in text:
-                ids = self.tokenizer(ANSWER_ROUND, add_special_tokens=False)["input_ids"]
-                done = Completion(ANSWER_ROUND, ids, "eos")
+            if "```output" in self.tokenizer.decode(prompt):
+                ids = self.encode(ANSWER_ROUND)
+                sampled = [*ids, self.tokenizer.eos_token_id]
+                done = Completion(
+                    ANSWER_ROUND, ids, "eos", sampled_ids=sampled, logprobs=[-0.5] * len(sampled)
+                )
             else:
-                kept = self.tokenizer(CODE_ROUND, add_special_tokens=False)["input_ids"]
-                done = Completion(CODE_ROUND, kept, "stop", "```output")
+                sampled = self.encode(CODE_ROUND + "```output")
+                kept = self.encode(CODE_ROUND)
+                done = Completion(
+                    CODE_ROUND,
+                    kept,
+                    "stop",
+                    "```output",
+                    sampled_ids=sampled,
+                    logprobs=[-0.25] * len(sampled),
+                )
             groups.append([done] * params.n)
         return groups
 
@@ -60,13 +75,16 @@ def test_tir_rollout_masks_exactly_the_executor_output(embedded_tokenizer: Any) 
     for ids, mask in zip(output["completion_ids"], output["env_mask"], strict=True):
         assert len(ids) == len(mask)
         executor = [token for token, keep in zip(ids, mask, strict=True) if keep == 0]
-        assert tokenizer.decode(executor) == "```output\n42\n```\n"
+        assert tokenizer.decode(executor) == "\n42\n```\n"  # the model wrote the "```output" fence itself
         # The masked tokens are one contiguous span between the program and the answer.
         first, last = mask.index(0), len(mask) - 1 - mask[::-1].index(0)
         assert set(mask[first : last + 1]) == {0}
-        assert tokenizer.decode(ids[:first]).endswith("```\n")
+        assert tokenizer.decode(ids[:first]) == CODE_ROUND + "```output"
         assert tokenizer.decode(ids[last + 1 :], skip_special_tokens=True) == ANSWER_ROUND
         assert ids[-1] == tokenizer.eos_token_id and mask[-1] == 1  # the model's own end of sequence
+    for logprobs, mask in zip(output["logprobs"], output["env_mask"], strict=True):
+        assert [lp is None for lp in logprobs] == [keep == 0 for keep in mask]
+    assert output["prompt_ids"] == [tokenizer(prompts[0], add_special_tokens=False)["input_ids"]] * 2
     assert output["tool_calls"] == [1, 1]
     assert output["tool_ok"] == [1, 1]
     assert output["masked_tokens"] == [output["env_mask"][0].count(0)] * 2
@@ -79,16 +97,27 @@ def test_rollout_keeps_trl_order_and_samples_each_prompt_run_as_one_group(embedd
 
     class Recording:
         tokenizer = embedded_tokenizer
+        capabilities = EngineCapabilities(token_ids_in=True, logprobs=True)
 
-        def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
-            calls.append((list(prompts), params.n))
-            return [[Completion(f"{p}#{j}", [j + 1], "length") for j in range(params.n)] for p in prompts]
+        def encode(self, prompt: str) -> list[int]:
+            return [ord(prompt)]
+
+        def generate(self, prompts: Sequence[list[int]], params: SamplingParams) -> list[list[Completion]]:
+            calls.append(([chr(p[0]) for p in prompts], params.n))
+            return [
+                [
+                    Completion("", [], "length", sampled_ids=[p[0], j], logprobs=[-1.0, -2.0])
+                    for j in range(params.n)
+                ]
+                for p in prompts
+            ]
 
     rollout = Rollout(mode="cot", params=SamplingParams(), engine_factory=lambda trainer: Recording())
     output = rollout(["a", "a", "a", "b", "b", "b"], _trainer())
     assert calls == [(["a", "b"], 3)]
-    assert output["response"] == ["a#0", "a#1", "a#2", "b#0", "b#1", "b#2"]
-    assert output["env_mask"] == [[1]] * 6
+    assert output["completion_ids"] == [[97, 0], [97, 1], [97, 2], [98, 0], [98, 1], [98, 2]]
+    assert output["prompt_ids"] == [[97]] * 3 + [[98]] * 3
+    assert output["env_mask"] == [[1, 1]] * 6
     assert output["truncated"] == [True] * 6
 
 

@@ -5,7 +5,9 @@ or vLLM, and its tool loop speaks the chat template's tool-call format, not the 
 TIR transcript (```python blocks answered by ```output blocks). So rollouts go through the same
 code as evaluation: :func:`mathforge.solve.solve_prompts` over an :class:`Engine`, and each
 trajectory becomes TRL's ``prompt_ids`` / ``completion_ids`` with ``env_mask`` 0 on the
-executor's tokens, which TRL then leaves out of the policy loss and the KL term.
+executor's tokens, which TRL then leaves out of the policy loss and the KL term. The loop is
+token-exact (the engines take and return token ids): the ids TRL scores are the ids the model
+conditioned on and sampled, round after round, never a re-encoding of the text.
 
 The ``hf`` engine is built on the trainer's live model at every call (it keeps no copy of the
 weights when given a model), so every step samples from the policy as it is after the last
@@ -19,7 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mathforge.engines.base import Engine, SamplingParams
+from mathforge.engines.base import Engine, SamplingParams, engine_capabilities
+from mathforge.errors import MathforgeError
 from mathforge.solve import solve_prompts
 from mathforge.solve.trajectory import Trajectory
 
@@ -41,26 +44,14 @@ def vllm_engine_on_policy(trainer: Any) -> Engine:
     return VLLMEngine(trainer.vllm_generation.llm)
 
 
-def trajectory_ids(engine: Engine, trajectory: Trajectory) -> tuple[list[int], list[int], list[int]]:
-    """``(prompt_ids, completion_ids, env_mask)`` of one trajectory, as TRL scores it.
+def trajectory_ids(trajectory: Trajectory) -> tuple[list[int], list[int], list[int]]:
+    """``(prompt_ids, completion_ids, env_mask)`` of one token-exact trajectory, as TRL scores it.
 
-    The end-of-sequence token the model sampled is part of what it wrote (it learns to stop), so
-    it is appended to a trajectory that ended with it; ``env_mask`` is 1 on model tokens and 0 on
-    executor output.
+    The ids are exactly those the model conditioned on and sampled (the end-of-sequence token it
+    wrote included, so it learns to stop); ``env_mask`` is 1 on model tokens, 0 on executor output.
     """
-    tokenizer = engine.tokenizer
-    encode = getattr(engine, "encode", None)
-    prompt_ids = (
-        encode(trajectory.prompt)
-        if encode is not None
-        else tokenizer(trajectory.prompt, add_special_tokens=False)["input_ids"]
-    )
-    completion_ids = list(trajectory.token_ids)
     env_mask = [0 if tool else 1 for tool in trajectory.tool_mask()]
-    if trajectory.finish_reason == "eos":
-        completion_ids.append(tokenizer.eos_token_id)
-        env_mask.append(1)
-    return prompt_ids, completion_ids, env_mask
+    return list(trajectory.prompt_ids), list(trajectory.token_ids), env_mask
 
 
 @dataclass
@@ -83,6 +74,8 @@ class Rollout:
 
     def __call__(self, prompts: list[str], trainer: Any) -> dict[str, Any]:
         engine = self.engine_factory(trainer)
+        if not engine_capabilities(engine).token_ids_in:
+            raise MathforgeError("GRPO rollouts need an engine that takes and returns token ids (hf or vllm)")
         runs: list[tuple[str, int]] = []
         for prompt in prompts:
             if runs and runs[-1][0] == prompt:
@@ -102,19 +95,19 @@ class Rollout:
                 engine,
                 self.mode,
                 size,
-                self.params.replace(seed=step_seed + size),
+                self.params.replace(seed=step_seed + size, logprobs=True),
                 self.sandbox,
                 self.max_calls,
                 self.dataset,
             )
             by_run.update(zip(indices, groups, strict=True))
         trajectories = [t for i in range(len(runs)) for t in by_run[i]]
-        return self._output(engine, trajectories, time.perf_counter() - started)
+        return self._output(trajectories, time.perf_counter() - started)
 
-    def _output(self, engine: Engine, trajectories: list[Trajectory], seconds: float) -> dict[str, Any]:
+    def _output(self, trajectories: list[Trajectory], seconds: float) -> dict[str, Any]:
         prompt_ids, completion_ids, env_mask = [], [], []
         for trajectory in trajectories:
-            p, c, m = trajectory_ids(engine, trajectory)
+            p, c, m = trajectory_ids(trajectory)
             prompt_ids.append(p)
             completion_ids.append(c)
             env_mask.append(m)
@@ -122,7 +115,9 @@ class Rollout:
         return {
             "prompt_ids": prompt_ids,
             "completion_ids": completion_ids,
-            "logprobs": None,
+            # The sampling policy's log-probabilities (None on executor tokens, which TRL reads as NaN
+            # and leaves out); TRL uses them to correct for vLLM's numerics against the trainer's.
+            "logprobs": [t.logprobs for t in trajectories],
             "env_mask": env_mask,
             "response": [t.response for t in trajectories],
             "answer": [t.answer for t in trajectories],
