@@ -258,3 +258,21 @@ def test_the_rollout_engine_samples_from_the_trainers_current_weights(
         assert engine_logprobs == pytest.approx(model_logprobs, abs=1e-4)
     first, last = probe.records[0][1], probe.records[-1][1]
     assert max(abs(a - b) for a, b in zip(first, last, strict=False)) > 1e-2  # the weights did move
+
+
+@pytest.mark.parametrize("native_bf16", [True, False], ids=["cpu-bf16", "cpu-float32"])
+def test_tir_mode_runs_under_both_cpu_precisions(
+    native_bf16: bool, tiny_model_dir: Path, problems_file: Path, tmp_path: Path
+) -> None:
+    from mathforge.runtime import force_cpu_bf16
+
+    out = tmp_path / "run"
+    with force_cpu_bf16(native_bf16):
+        result = run(
+            _config(tiny_model_dir, problems_file, out, mode="tir", steps=1, bf16=None), progress=False
+        )
+    assert result.steps == 1
+    saved = yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8"))
+    assert saved["mode"] == "tir" and saved["dtype"] == ("bfloat16" if native_bf16 else "float32")
+    (step,) = _steps(out)
+    assert step["tool_calls"] == 0.0 and step["masked_tokens"] == 0.0  # a random model writes no code

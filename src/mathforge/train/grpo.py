@@ -23,6 +23,7 @@ same command resumes from the last one.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import shutil
 import time
@@ -234,6 +235,8 @@ def run(
         raise MathforgeError(
             "--engine trl generates plain completions: use --engine hf or vllm for --mode tir"
         )
+    if config.engine == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise MathforgeError("--engine vllm needs vLLM on a GPU machine: pip install 'mathforge[vllm]'")
     out = Path(config.out)
     where = training_placement(config)
     model_dir = resolve_model(config.model)
@@ -242,7 +245,8 @@ def run(
         tokenizer.pad_token = tokenizer.eos_token
     rows = training_rows(config, tokenizer)
 
-    state = PartialState()
+    # Told it runs on the CPU, accelerate sees the launcher's processes (gloo), as the Trainer will.
+    state = PartialState(cpu=where.device.type == "cpu")
     world_size = state.num_processes
     if config.problems_per_step % world_size:
         raise MathforgeError(
@@ -266,7 +270,7 @@ def run(
         epsilon=config.epsilon,
         **loss_settings,
         **where.trainer_arguments(),
-        gradient_checkpointing=config.gradient_checkpointing,
+        activation_checkpointing=config.gradient_checkpointing,
         logging_steps=1,
         save_strategy="steps",
         save_steps=config.save_steps,
