@@ -165,6 +165,9 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_refuses_other_settings(
     result = run(config, progress=False)
     assert result.steps == 4
     assert [s["step"] for s in _steps(out)] == [1, 2, 3, 4]  # step 3 of the killed run was dropped and redone
+    assert run(config, progress=False) == result  # a finished run is not redone
+    longer = run(config.model_copy(update={"steps": 5}), progress=False)  # more steps: continues from step 4
+    assert longer.steps == 5 and [s["step"] for s in _steps(out)] == [1, 2, 3, 4, 5]
 
 
 def test_cli_bad_problem_line_is_a_one_line_error(tmp_path: Path, tiny_model_dir: Path) -> None:

@@ -227,7 +227,7 @@ def run(
     from mathforge.engines.base import SamplingParams
     from mathforge.models import resolve_model
     from mathforge.reward.training import SaveOnInterrupt
-    from mathforge.train.grpo_log import StepLog, keep_steps_up_to
+    from mathforge.train.grpo_log import SaveLastStep, StepLog, keep_steps_up_to
     from mathforge.train.rewards import MathReward
     from mathforge.train.rollouts import Rollout, hf_engine_on_policy, vllm_engine_on_policy
 
@@ -302,6 +302,9 @@ def run(
         _refuse_changed_settings(
             out, yaml.safe_load((out / CONFIG_FILE).read_text(encoding="utf-8")), settings
         )
+    finished = _finished(out, config.steps) if not overwrite else None
+    if finished is not None:
+        return finished  # the same run already ran to this step count
     state.wait_for_everyone()  # every rank has read the old config before rank 0 replaces it
     last = None if overwrite or not checkpoints.is_dir() else get_last_checkpoint(str(checkpoints))
     steps_log = out / STEPS_FILE
@@ -348,7 +351,7 @@ def run(
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
         rollout_func=rollout,
-        callbacks=[*(callbacks or []), StepLog(steps_log, progress), interrupt],
+        callbacks=[*(callbacks or []), StepLog(steps_log, progress), SaveLastStep(), interrupt],
     )
     trainer.remove_callback(PrinterCallback)  # the step log and progress line replace its dict prints
     started = time.perf_counter()
@@ -377,6 +380,15 @@ def run(
     if trainer.args.should_save:
         (out / METRICS_FILE).write_text(json.dumps(asdict(result), indent=2) + "\n", encoding="utf-8")
     return result
+
+
+def _finished(out: Path, steps: int) -> GRPOResult | None:
+    """The result of a run in ``out`` that already reached ``steps`` (same settings, checked before)."""
+    path = out / METRICS_FILE
+    if not path.is_file():
+        return None
+    result = GRPOResult(**json.loads(path.read_text(encoding="utf-8")))
+    return result if result.steps == steps else None
 
 
 def bench_label_of(rows: list[dict[str, Any]]) -> str | None:

@@ -98,3 +98,11 @@ def keep_steps_up_to(path: Path, step: int) -> None:
     kept = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     kept = [line for line in kept if json.loads(line).get("step", 0) <= step]
     path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+
+class SaveLastStep(TrainerCallback):
+    """Checkpoint the final step too, so a rerun with more ``--steps`` continues from it exactly."""
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step >= state.max_steps:
+            control.should_save = True
