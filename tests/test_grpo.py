@@ -110,13 +110,18 @@ def test_a_learnable_reward_is_learned(
     assert after_token == token and after > start + 0.3, (start, after, rewards)
 
 
-def test_run_writes_a_model_directory_eval_loads_and_a_step_log(
+def test_run_with_a_reward_model_writes_a_model_directory_and_a_step_log(
     tiny_model_dir: Path, problems_file: Path, tmp_path: Path
 ) -> None:
     from mathforge.engines import SamplingParams, load_engine
+    from mathforge.reward.model import RewardModel
 
+    rm_dir = tmp_path / "rm"
+    RewardModel.from_base(tiny_model_dir, max_length=256).save_pretrained(rm_dir)
     out = tmp_path / "run"
-    result = run(_config(tiny_model_dir, problems_file, out, steps=1, beta=1e-3), progress=False)
+    result = run(
+        _config(tiny_model_dir, problems_file, out, steps=1, beta=1e-3, rm=str(rm_dir)), progress=False
+    )
     assert result.steps == 1 and result.world_size == 1
     for name in ("model.safetensors", "config.json", "generation_config.json", "tokenizer.json"):
         assert (out / name).is_file(), name
@@ -127,9 +132,19 @@ def test_run_writes_a_model_directory_eval_loads_and_a_step_log(
     assert saved["world_size"] == 1 and saved["device"] == "cpu" and saved["dtype"] == "float32"
     assert saved["trl"]["loss_type"] == "grpo"
     (step,) = _steps(out)
-    for key in ("reward_mean", "reward_std", "accuracy", "kl", "clip_ratio", "entropy", "response_length"):
+    for key in (
+        "reward_mean",
+        "reward_std",
+        "accuracy",
+        "rm_mean",
+        "kl",
+        "clip_ratio",
+        "entropy",
+        "response_length",
+    ):
         assert step[key] is not None, key
     assert step["truncation_rate"] == 1.0  # 4 tokens never finish an answer
+    assert -1.0 < step["reward_mean"] < 0.0  # shaped: sigmoid(0.5 r_m) - 1 for the (all wrong) responses
     assert step["masked_tokens"] == 0.0 and step["tool_calls"] == 0.0
     assert step["tokens_per_s"] > 0 and step["rollout_tokens_per_s"] > 0
 
