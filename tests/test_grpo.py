@@ -294,3 +294,39 @@ def test_tir_mode_runs_under_both_cpu_precisions(
     assert saved["mode"] == "tir" and saved["dtype"] == ("bfloat16" if native_bf16 else "float32")
     (step,) = _steps(out)
     assert step["tool_calls"] == 0.0 and step["masked_tokens"] == 0.0  # a random model writes no code
+
+
+def test_executor_tokens_reach_trls_loss_masked(
+    monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path, problems_file: Path, tmp_path: Path
+) -> None:
+    """Through the real trainer: the batch TRL takes its loss and KL on masks exactly the executor output."""
+    import torch
+    from transformers import AutoTokenizer
+    from trl import GRPOTrainer
+
+    import mathforge.train.rollouts as rollouts
+    from test_grpo_rollouts import ScriptedTirEngine
+
+    monkeypatch.setattr(
+        rollouts, "hf_engine_on_policy", lambda trainer: ScriptedTirEngine(trainer.processing_class)
+    )
+    seen: list[dict[str, torch.Tensor]] = []
+    compute_loss = GRPOTrainer._compute_loss
+
+    def recording(self: Any, model: Any, inputs: dict[str, Any]) -> Any:
+        seen.append({key: inputs[key].clone() for key in ("completion_ids", "completion_mask", "tool_mask")})
+        return compute_loss(self, model, inputs)
+
+    monkeypatch.setattr(GRPOTrainer, "_compute_loss", recording)
+    out = tmp_path / "run"
+    run(_config(tiny_model_dir, problems_file, out, mode="tir", steps=1, max_new_tokens=64), progress=False)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    assert seen
+    for batch in seen:
+        for ids, real, model_written in zip(
+            batch["completion_ids"], batch["completion_mask"], batch["tool_mask"], strict=True
+        ):
+            executor = [int(t) for t, r, m in zip(ids, real, model_written, strict=True) if r and not m]
+            assert tokenizer.decode(executor) == "\n42\n```\n"
+    (step,) = _steps(out)
+    assert step["tool_calls"] == 1.0 and step["tool_ok_share"] == 1.0 and step["masked_tokens"] > 0

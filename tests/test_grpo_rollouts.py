@@ -31,7 +31,7 @@ class ScriptedTirEngine:
     def generate(self, prompts: Sequence[Any], params: SamplingParams) -> list[list[Completion]]:
         groups = []
         for prompt in prompts:
-            if "```output" in self.tokenizer.decode(prompt):
+            if self.tokenizer.decode(prompt).endswith("```output\n42\n```\n"):  # the executor replied
                 ids = self.encode(ANSWER_ROUND)
                 sampled = [*ids, self.tokenizer.eos_token_id]
                 done = Completion(
