@@ -15,6 +15,7 @@ from mathforge.cli import (  # noqa: F401  (each module registers its commands)
     eval,
     exec,
     grade,
+    grpo,
     models,
     report,
     rm,
