@@ -187,16 +187,22 @@ def _cli(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Com
     )
 
 
+def _one_error_line(result: subprocess.CompletedProcess[str]) -> bool:
+    """Exit 2 and one ``error:`` line, no traceback (progress notes may precede it)."""
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    return result.returncode == 2 and len(errors) == 1 and "Traceback" not in result.stderr
+
+
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path, tiny_model_dir: Path) -> None:
     empty = tmp_path / "empty.jsonl"
     empty.write_text("", encoding="utf-8")
     result = _cli("--data", empty, "--base", tiny_model_dir, "--out", tmp_path / "o1")
-    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
+    assert _one_error_line(result)
     assert "empty.jsonl: no records" in result.stderr
 
     good = write_jsonl(tmp_path / "good.jsonl", constant_records(3))
     result = _cli("--data", good, "--base", tiny_model_dir, "--out", tmp_path / "o2", "--max-length", "12")
-    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
+    assert _one_error_line(result)
     assert "good.jsonl:1: field 'prompt': the prompt fills --max-length 12" in result.stderr
 
 

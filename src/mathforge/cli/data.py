@@ -98,6 +98,7 @@ def bootstrap(
         gen_level=gen_level,
         gen_seed=gen_seed,
         gen_families=families,
+        console=err_console,
     )
     table = Table(title=f"bootstrap {fmt} records -> {out}")
     table.add_column("")

@@ -57,6 +57,7 @@ def sft_command(
     ),
     seed: Annotated[int, typer.Option(help=_help("seed"))] = _default("seed"),
     deepspeed: Annotated[str | None, typer.Option(help=_help("deepspeed"))] = _default("deepspeed"),
+    data_dir: Annotated[str | None, typer.Option(help=_help("data_dir"))] = _default("data_dir"),
     overwrite: Annotated[bool, typer.Option(help="Restart a run in --out that has other settings.")] = False,
 ) -> None:
     """Fine-tune a model on SFT records (loss on model-written tokens only); resumable, data-parallel."""

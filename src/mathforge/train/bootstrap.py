@@ -22,7 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+
 from mathforge.answers import grade_answer
+from mathforge.data.decontam import drop_contaminated
 from mathforge.errors import InputError, MathforgeError
 from mathforge.jsonl import JsonlWriter, read_jsonl
 from mathforge.prompts import prompt_messages
@@ -55,6 +58,9 @@ class GoldSolution:
     program: str | None
     source: str
     index: int
+
+
+CONTAMINATED = "overlaps an evaluation benchmark"
 
 
 @dataclass
@@ -329,9 +335,13 @@ def bootstrap(
     gen_level: int = 1,
     gen_seed: int = 0,
     gen_families: list[str] | None = None,
+    console: Console | None = None,
 ) -> BootstrapSummary:
     """Write bootstrap records to ``out`` from ``source``: ``gsm8k`` (``data_dir/gsm8k/<split>.jsonl``),
-    ``generated`` (``limit`` problems, default 1000) or a JSONL file of worked solutions."""
+    ``generated`` (``limit`` problems, default 1000) or a JSONL file of worked solutions.
+
+    Problems overlapping an evaluation benchmark's test items (under ``data_dir``) are dropped
+    first and counted, as for every training input."""
     unmatched = BootstrapSummary()
     if source == "gsm8k":
         from mathforge.data import default_data_dir
@@ -349,7 +359,14 @@ def bootstrap(
         items, dataset = gsm8k_solutions(source, Path(source).stem, split, limit), None
     else:
         raise MathforgeError(f"--source: '{source}' is not gsm8k, generated or an existing JSONL file")
+    clean, _ = drop_contaminated([item.problem for item in items], data_dir, console or Console(stderr=True))
+    kept = {problem.id for problem in clean}
+    contaminated = len(items) - len(kept)
+    items = [item for item in items if item.problem.id in kept]
     records, summary = bootstrap_records(items, mode, sandbox, dataset)
+    if contaminated:
+        summary.read += contaminated
+        summary.dropped[CONTAMINATED] = contaminated
     summary.read += unmatched.read + sum(unmatched.dropped.values())
     for reason, count in unmatched.dropped.items():
         summary.dropped[reason] = count

@@ -174,8 +174,12 @@ def _problems_fingerprint(rows: list[dict[str, Any]]) -> str:
 
 
 def training_rows(cfg: GRPORunConfig, tokenizer: Any) -> list[dict[str, Any]]:
-    """The dataset TRL iterates: each problem's rendered prompt, gold answer and benchmark."""
+    """The dataset TRL iterates: each problem's rendered prompt, gold answer and benchmark; problems
+    overlapping an evaluation benchmark are dropped first (logged)."""
+    from rich.console import Console
+
     from mathforge.data import GeneratedSpec, bench_label, load_problems, parse_field_map
+    from mathforge.data.decontam import drop_contaminated
     from mathforge.prompts import render_prompt
 
     problems = load_problems(
@@ -190,6 +194,9 @@ def training_rows(cfg: GRPORunConfig, tokenizer: Any) -> list[dict[str, Any]]:
     )
     if not problems:
         raise MathforgeError(f"{cfg.problems}: no problems to train on")
+    problems, _ = drop_contaminated(problems, cfg.data_dir, Console(stderr=True))
+    if not problems:
+        raise MathforgeError(f"{cfg.problems}: every problem overlaps an evaluation benchmark")
     label = bench_label(cfg.problems)
     return [
         {

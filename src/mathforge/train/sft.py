@@ -30,7 +30,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import TrainerCallback
 
-from mathforge.errors import InputError
+from mathforge.errors import InputError, MathforgeError
 from mathforge.runtime import Placement, environment, placement
 from mathforge.train.records import SFTRecord, read_records
 from mathforge.train.tokenize import IGNORE_INDEX, tokenize_record
@@ -102,6 +102,35 @@ class SFTConfig(BaseModel):
     deepspeed: str | None = Field(
         None, description="DeepSpeed config file (GPU runs; or use accelerate launch)."
     )
+    data_dir: str | None = Field(
+        None,
+        description="Benchmark folder; records whose question overlaps a test set there are dropped "
+        "(default $MATHFORGE_DATA_DIR or ./data).",
+    )
+
+
+def decontaminated(records: list[SFTRecord], data_dir: str | None) -> list[SFTRecord]:
+    """The records whose question (last user message) passes decontamination against the evaluation
+    benchmarks, as every training input must; logs how many went and why."""
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from mathforge.data.decontam import drop_contaminated
+
+    questions = [
+        SimpleNamespace(
+            id=record.id,
+            question=next((m["content"] for m in reversed(record.prompt) if m["role"] == "user"), ""),
+        )
+        for record in records
+    ]
+    kept, _ = drop_contaminated(questions, data_dir, Console(stderr=True))
+    keep = {id(item) for item in kept}  # by object: records of one problem share its id
+    clean = [record for record, item in zip(records, questions, strict=True) if id(item) in keep]
+    if not clean:
+        raise MathforgeError("every SFT record overlaps an evaluation benchmark: nothing to train on")
+    return clean
 
 
 @dataclass
@@ -228,7 +257,7 @@ def run(config: SFTConfig, *, overwrite: bool = False, callbacks: list[Any] | No
 
     out = Path(config.out)
     where = training_placement(config)
-    records = read_records(config.data)
+    records = decontaminated(read_records(config.data), config.data_dir)
     if config.eval_data:
         train_records, eval_records = records, read_records(config.eval_data)
     else:
