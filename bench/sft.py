@@ -16,14 +16,16 @@ rerun skips finished stages and the commands themselves resume unfinished ones):
    the TIR model's tool use: executions per problem, the share that ran ok, responses with code;
 6. training throughput against TRL's plain ``SFTTrainer`` on the same records and settings
    (conversational prompt-completion data through TRL's own chat-template handling with
-   ``completion_only_loss``; TRL cannot mask the executor output, so it trains on it too),
-   ``--trl-steps`` steps in a subprocess, tokens/s counted the same way as ours (TRL's
-   ``num_tokens`` over the time spent in optimiser steps).
+   ``completion_only_loss``; TRL cannot mask the executor output, so it trains on it too):
+   ``--trl-steps`` steps of our trainer (``mathforge.train.sft.run``) and then of TRL's, each in
+   a subprocess, back to back; tokens/s is TRL's ``num_tokens`` over the time in optimiser steps
+   2..K (the first step's one-time costs left out), the same count for both. The whole SFT run's
+   tokens/s (its ``metrics.json``) is reported beside it.
 
 Prints a table to stderr and ONE JSON line to stdout; every command's output goes to stderr.
 
     .venv/bin/python bench/sft.py [--out runs/bench_sft] [--data-dir DIR] [--train-problems N]
-        [--max-steps S] [--eval-problems 200] [--max-new-tokens 512] [--trl-steps 20] [--smoke]
+        [--max-steps S] [--eval-problems 200] [--max-new-tokens 512] [--trl-steps 10] [--smoke]
 """
 
 from __future__ import annotations
@@ -204,7 +206,7 @@ def evaluate(args: argparse.Namespace, stages: Stages) -> dict[str, Any]:
             _mathforge(
                 "eval", "--bench", "gsm8k", "--data-dir", str(args.data_dir),
                 "--limit", str(args.eval_problems), "--mode", mode, "--n", "1",
-                "--max-new-tokens", str(args.max_new_tokens), "--dtype", "auto",
+                "--max-new-tokens", str(args.max_new_tokens), "--dtype", args.eval_dtype,
                 "--model", model, "--out", str(run),
             )  # fmt: skip
             stages.record(f"eval_{when}_{mode}", time.perf_counter() - start)
@@ -216,6 +218,8 @@ def _finished(run: Path, model: str, mode: str, args: argparse.Namespace) -> boo
     config, metrics = _read_yaml(run / "config.yaml"), run / "metrics.json"
     limit = args.eval_problems
     wanted = {"model": model, "mode": mode, "max_new_tokens": args.max_new_tokens, "limit": limit}
+    if args.eval_dtype != "auto":
+        wanted["dtype"] = args.eval_dtype
     if not metrics.exists() or any(config.get(key) != value for key, value in wanted.items()):
         return False
     return json.loads(metrics.read_text())["benchmarks"].get("gsm8k", {}).get("problems") == limit
@@ -288,28 +292,92 @@ def trl_baseline(args: argparse.Namespace, stages: Stages) -> dict[str, Any]:
         "batch_size": args.batch_size,
         "grad_accum": args.grad_accum,
         "max_length": args.max_length,
-        "logging_steps": args.logging_steps,
     }
     previous = json.loads(result_file.read_text()) if result_file.exists() else {}
     if previous.get("spec") != spec or "ours_same_steps" not in previous:
         out.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()  # ours for the same steps, back to back with TRL (same machine load)
-        _mathforge("sft", *_sft_args(args, out / "ours", args.trl_steps, 0), "--overwrite")
-        ours = json.loads((out / "ours" / "metrics.json").read_text())
+        print(f"$ mathforge.train.sft.run, {args.trl_steps} steps", file=sys.stderr, flush=True)
+        _child("--ours-child", spec)
+        ours = json.loads((out / "ours.json").read_text())
         shutil.rmtree(out / "ours", ignore_errors=True)
         stages.record("ours_short", time.perf_counter() - start)
         print(f"$ TRL SFTTrainer baseline, {args.trl_steps} steps", file=sys.stderr, flush=True)
         start = time.perf_counter()
-        command = [sys.executable, str(Path(__file__).resolve()), "--trl-child", json.dumps(spec)]
-        done = subprocess.run(command, stdout=sys.stderr, stderr=sys.stderr, env=_env(), cwd=ROOT)
-        if done.returncode != 0:
-            sys.exit(f"bench/sft.py: the TRL baseline exited with {done.returncode}")
+        _child("--trl-child", spec)
         stages.record("trl", time.perf_counter() - start)
         result = json.loads(result_file.read_text())
-        keys = ("steps", "tokens_per_second", "train_loss")
-        result["ours_same_steps"] = {key: ours.get(key) for key in keys}
+        result["ours_same_steps"] = ours
         result_file.write_text(json.dumps(result, indent=2) + "\n")
     return json.loads(result_file.read_text())
+
+
+def _child(flag: str, spec: dict[str, Any]) -> None:
+    command = [sys.executable, str(Path(__file__).resolve()), flag, json.dumps(spec)]
+    done = subprocess.run(command, stdout=sys.stderr, stderr=sys.stderr, env=_env(), cwd=ROOT)
+    if done.returncode != 0:
+        sys.exit(f"bench/sft.py: {flag} exited with {done.returncode}")
+
+
+def _steady_timer() -> Any:
+    """Seconds and TRL's ``num_tokens`` per optimiser step (log every step), the first step apart:
+    tokens/s over steps 2..K leaves out one-time warm-up costs."""
+    from transformers import TrainerCallback
+
+    class SteadyTimer(TrainerCallback):
+        def __init__(self) -> None:
+            self.seconds: list[float] = []
+            self.tokens: list[float] = []
+            self._start = 0.0
+
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self._start = time.perf_counter()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.seconds.append(time.perf_counter() - self._start)
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+            if logs and "num_tokens" in logs and "loss" in logs:
+                self.tokens.append(float(logs["num_tokens"]))
+
+        def summary(self) -> dict[str, Any]:
+            total = sum(self.seconds)
+            steady = sum(self.seconds[1:])
+            return {
+                "steps": len(self.seconds),
+                "tokens": self.tokens[-1] if self.tokens else None,
+                "seconds": total,
+                "tokens_per_second": self.tokens[-1] / total if self.tokens and total > 0 else None,
+                "first_step_seconds": self.seconds[0] if self.seconds else None,
+                "steady_tokens_per_second": (self.tokens[-1] - self.tokens[0]) / steady
+                if len(self.tokens) > 1 and steady > 0
+                else None,
+            }
+
+    return SteadyTimer()
+
+
+def ours_child(spec: dict[str, Any]) -> None:
+    """Our trainer (``mathforge.train.sft.run``) for the same steps, timed like the TRL baseline."""
+    from mathforge.train.sft import SFTConfig, run
+
+    timer = _steady_timer()
+    config = SFTConfig(
+        data=spec["data"],
+        base=BASE,
+        out=str(Path(spec["out"]) / "ours"),
+        eval_examples=0,
+        max_steps=spec["steps"],
+        lr=spec["lr"],
+        batch_size=spec["batch_size"],
+        grad_accum=spec["grad_accum"],
+        max_length=spec["max_length"],
+        logging_steps=1,
+        save_steps=10**6,
+    )
+    result = run(config, overwrite=True, callbacks=[timer])
+    summary = timer.summary() | {"train_loss": result.train_loss}
+    (Path(spec["out"]) / "ours.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 
 def trl_child(spec: dict[str, Any]) -> None:
@@ -322,7 +390,6 @@ def trl_child(spec: dict[str, Any]) -> None:
     from mathforge.models.resolve import resolve_model
     from mathforge.runtime import placement
     from mathforge.train.records import read_records
-    from mathforge.train.sft import StepTimer
 
     records = read_records(spec["data"])
     rows = [
@@ -344,7 +411,7 @@ def trl_child(spec: dict[str, Any]) -> None:
         **where.trainer_arguments(),
         max_length=spec["max_length"],
         completion_only_loss=True,
-        logging_steps=spec["logging_steps"],
+        logging_steps=1,
         save_strategy="no",
         report_to="none",
         seed=0,
@@ -353,7 +420,7 @@ def trl_child(spec: dict[str, Any]) -> None:
     )
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    timer = StepTimer()
+    timer = _steady_timer()
     trainer = SFTTrainer(
         model=model,
         args=config,
@@ -363,13 +430,9 @@ def trl_child(spec: dict[str, Any]) -> None:
     )
     trainer.train()
     logs = [entry for entry in trainer.state.log_history if "loss" in entry]
-    tokens = logs[-1].get("num_tokens") if logs else None
     result = {
-        "steps": trainer.state.global_step,
+        **timer.summary(),
         "records": len(rows),
-        "tokens": tokens,
-        "seconds": timer.seconds,
-        "tokens_per_second": tokens / timer.seconds if tokens and timer.seconds > 0 else None,
         "train_loss": float(logs[-1]["loss"]) if logs else None,
         **where.describe(),
         "spec": spec,
@@ -414,7 +477,7 @@ def print_table(result: dict[str, Any]) -> None:
     console.print(table)
     speed = result["throughput"]
     console.print(
-        f"train tokens/s over {speed['steps_each']} steps each, back to back: ours "
+        f"train tokens/s, steps 2..{speed['steps_each']} of each, back to back: ours "
         f"{speed['ours_tokens_per_second']}, TRL {speed['trl_tokens_per_second']}, ratio {speed['ratio']}; "
         f"ours over the whole SFT run {speed['ours_full_run_tokens_per_second']}"
     )
@@ -435,12 +498,17 @@ def main() -> None:
     parser.add_argument("--logging-steps", type=int, default=5)
     parser.add_argument("--eval-problems", type=int, default=200, help="GSM8K test problems per mode.")
     parser.add_argument("--max-new-tokens", type=int, default=512)
-    parser.add_argument("--trl-steps", type=int, default=20, help="Steps of the TRL SFTTrainer baseline.")
+    parser.add_argument("--eval-dtype", default="auto", help="eval --dtype (auto: bf16 where native).")
+    parser.add_argument("--trl-steps", type=int, default=10, help="Steps of each throughput run.")
     parser.add_argument("--smoke", action="store_true", help="Tiny everything (checks the pipeline).")
     parser.add_argument("--trl-child", help=argparse.SUPPRESS)
+    parser.add_argument("--ours-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.trl_child:
         trl_child(json.loads(args.trl_child))
+        return
+    if args.ours_child:
+        ours_child(json.loads(args.ours_child))
         return
     if args.smoke:
         args.train_problems, args.max_steps, args.batch_size, args.grad_accum = 8, 2, 2, 1
@@ -463,8 +531,8 @@ def main() -> None:
     eval_result = compare(args, runs)
     trl = trl_baseline(args, stages)
 
-    ours = trl["ours_same_steps"].get("tokens_per_second")
-    theirs = trl.get("tokens_per_second")
+    ours = trl["ours_same_steps"].get("steady_tokens_per_second")
+    theirs = trl.get("steady_tokens_per_second")
     full = trained["metrics"].get("tokens_per_second")
     metrics = trained["metrics"]
     result = {
@@ -472,7 +540,7 @@ def main() -> None:
         "settings": {
             key: (str(value) if isinstance(value, Path) else value)
             for key, value in vars(args).items()
-            if key != "trl_child"
+            if key not in ("trl_child", "ours_child")
         }
         | {"base": BASE, "train_device": trained["device"], "train_dtype": trained["dtype"]},
         "data": {
