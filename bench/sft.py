@@ -487,7 +487,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_sft")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--train-problems", type=int, default=700, help="GSM8K train problems bootstrapped.")
+    parser.add_argument("--train-problems", type=int, default=1100, help="GSM8K train problems bootstrapped.")
     parser.add_argument("--max-steps", type=int, default=-1, help="SFT optimiser steps (-1: --epochs).")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--lr", type=float, default=1e-4, help="Peak LR (full fine-tuning of a 135M model).")
