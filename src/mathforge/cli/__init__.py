@@ -9,7 +9,19 @@ from __future__ import annotations
 
 import sys
 
-from mathforge.cli import data, data_clean, eval, exec, grade, models, report, rm, solve, version  # noqa: F401
+from mathforge.cli import (  # noqa: F401
+    data,
+    data_clean,
+    eval,
+    exec,
+    grade,
+    models,
+    report,
+    rm,
+    solve,
+    synthesize,
+    version,
+)
 from mathforge.cli.app import app, err_console
 from mathforge.errors import MathforgeError
 
