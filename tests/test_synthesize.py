@@ -15,6 +15,7 @@ from mathforge.data.synthesize import (
     CANDIDATES_FILE,
     Candidate,
     SynthesisConfig,
+    SynthesisSummary,
     default_run_dir,
     parse_problem,
     plan_chunk,
@@ -127,7 +128,7 @@ def _config(seeds: Path, bench: Path, **changes: object) -> SynthesisConfig:
     return SynthesisConfig(**settings)  # type: ignore[arg-type]
 
 
-def _run(config: SynthesisConfig, out: Path, engine: ScriptedEngine, **options: object):  # noqa: ANN202
+def _run(config: SynthesisConfig, out: Path, engine: ScriptedEngine, **options: object) -> SynthesisSummary:
     return synthesize(config, out, sampler=lambda cfg: Sampler(cfg, engine), **options)  # type: ignore[arg-type]
 
 
@@ -282,7 +283,8 @@ def test_changed_settings_are_refused(files: tuple[Path, Path], tmp_path: Path) 
         _run(_config(seeds, bench, max_written=8, min_vote=0.9), out, ScriptedEngine())
     with pytest.raises(MathforgeError, match="different config"):
         _run(_config(seeds, bench, max_written=8, write_temperature=0.5), out, ScriptedEngine())
-    changed = _write(tmp_path / "seeds2.jsonl", [*SEEDS, {"question": "What is 2 + 2 when added twice over?"}])
+    extra = {"question": "What is 2 + 2 when added twice over?"}
+    changed = _write(tmp_path / "seeds2.jsonl", [*SEEDS, extra])
     with pytest.raises(MathforgeError, match="seeds_sha256"):
         _run(_config(changed, bench, max_written=8), out, ScriptedEngine())
     summary = _run(_config(seeds, bench, max_written=8, min_vote=0.9), out, ScriptedEngine(), overwrite=True)
