@@ -331,3 +331,65 @@ def test_bad_settings_are_one_line_errors(tmp_path: Path) -> None:
     assert done.returncode == 2 and "seeds.jsonl" in done.stderr and "combine" in done.stderr
     done = _cli("--seeds", "seeds.jsonl", "-o", "o.jsonl", cwd=tmp_path)
     assert done.returncode == 2 and "--n" in done.stderr
+
+
+class ToolEngine(ScriptedEngine):
+    """Answers by running code: round 0 writes a python block, round 1 boxes what it printed."""
+
+    def _complete(self, prompt: str, n: int) -> list[Completion]:
+        if "Write only the new problem" in prompt:
+            return super()._complete(prompt, n)
+        if "```output\n" in prompt:
+            printed = prompt.rsplit("```output\n", 1)[1].split("\n", 1)[0]
+            return [Completion(f"So the answer is \\boxed{{{printed}}}.", [], "eos")] * n
+        return [Completion("```python\nprint(7 + 9)\n```\n", [], "stop", "```output")] * n
+
+
+def test_candidates_are_answered_with_tools_by_default(files: tuple[Path, Path], tmp_path: Path) -> None:
+    _, bench = files
+    apples = _write(tmp_path / "apples.jsonl", SEEDS[:1])
+    config = SynthesisConfig(
+        model="scripted", seeds=str(apples), count=1, n=2, chunk_size=2, kinds=["numbers"], against=str(bench)
+    )
+    assert config.mode == "tir"
+    out = tmp_path / "synth.jsonl"
+    summary = _run(config, out, ToolEngine())
+    assert (summary.written, summary.kept) == (2, 1)  # the second copy duplicates the first
+    (line,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert (line["answer"], line["vote_share"], line["mode"], line["k"]) == ("16", 1.0, "tir", 2)
+    assert _candidates(out)[0].answers == ["16", "16"]
+
+
+def test_cli_runs_a_real_model_end_to_end(
+    tiny_model_dir: Path, files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A tiny random model through the hf engine: every candidate is written, judged and counted once."""
+    pytest.importorskip("torch")
+    from typer.testing import CliRunner
+
+    from mathforge.cli.app import app
+
+    seeds, bench = files
+    out = tmp_path / "synth.jsonl"
+    args = ["data", "synthesize", "--model", str(tiny_model_dir), "--seeds", str(seeds), "--n", "2"]
+    args += [
+        "--max-written",
+        "4",
+        "--chunk-size",
+        "2",
+        "--k",
+        "2",
+        "--mode",
+        "cot",
+        "--write-max-tokens",
+        "12",
+    ]
+    args += ["--max-new-tokens", "8", "--dtype", "float32", "--against", str(bench), "-o", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "synth.summary.json").read_text())
+    assert summary["written"] == 4 == len(_candidates(out))
+    assert summary["kept"] + sum(summary["dropped"].values()) == 4
+    assert len(out.read_text().splitlines()) == summary["in_output"]
+    assert "dropped: unparsable" in result.output and "written by the model" in result.output
+    assert all(candidate.reply for candidate in _candidates(out))
