@@ -287,6 +287,10 @@ def test_changed_settings_are_refused(files: tuple[Path, Path], tmp_path: Path) 
     changed = _write(tmp_path / "seeds2.jsonl", [*SEEDS, extra])
     with pytest.raises(MathforgeError, match="seeds_sha256"):
         _run(_config(changed, bench, max_written=8), out, ScriptedEngine())
+    written = _candidates(out)
+    with pytest.raises(MathforgeError, match="unknown model"):  # checked before anything is deleted
+        synthesize(_config(seeds, bench, max_written=8, model="no-such-model"), out, overwrite=True)
+    assert _candidates(out) == written
     summary = _run(_config(seeds, bench, max_written=8, min_vote=0.9), out, ScriptedEngine(), overwrite=True)
     assert summary.written == 8 and all(c.verdict != "kept" or c.vote_share >= 0.9 for c in _candidates(out))
 

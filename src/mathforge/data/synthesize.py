@@ -417,14 +417,16 @@ class Synthesizer:
         record = self.config.run_config(digest, self.checker.benchmarks)
         self.run.check(record, SynthesisConfig.FREE_KEYS, overwrite)
         self.ledger = _Ledger(self.run.path / CANDIDATES_FILE, config.chunk_size)
-        if overwrite:
-            self.ledger.path.unlink(missing_ok=True)
-        self.ledger.load()
+        if not overwrite:
+            self.ledger.load()
         if self._pending() and sampler is None and config.engine != "openai":
             from mathforge.models import resolve_model
 
             resolve_model(config.model)
+        # only now, every setting checked, may an overwrite delete the old run's candidates
         self.run.open(record, SynthesisConfig.FREE_KEYS, overwrite=overwrite)
+        if overwrite:
+            self.ledger.path.unlink(missing_ok=True)
         self.index = Deduplicator(config.dedup_threshold)
         for seed in self.seeds:
             self.index.add(seed.id, seed.question)
@@ -445,6 +447,9 @@ class Synthesizer:
             self.console.print(
                 "decontamination: no benchmark test files found; nothing checked (pass --data-dir)"
             )
+        else:
+            names = ", ".join(self.checker.benchmarks)
+            self.console.print(f"decontamination against {names}", highlight=False, soft_wrap=True)
         if self._pending():
             if self.ledger.candidates:
                 self.console.print(
