@@ -496,7 +496,7 @@ class Synthesizer:
                     self.console.print(
                         f"chunk {chunk}: writing {self.config.chunk_size} problems", highlight=False
                     )
-                candidates = self.chunk(sampler, chunk)
+                candidates = self.chunk(sampler, chunk, log_lines)
                 self.ledger.append(candidates)
                 self.write_output()
                 new = sum(candidate.verdict == "kept" for candidate in candidates)
@@ -519,8 +519,9 @@ class Synthesizer:
                         soft_wrap=True,
                     )
 
-    def chunk(self, sampler: Sampler, chunk: int) -> list[Candidate]:
-        """Write, filter and answer the candidates of chunk ``chunk``; each with its verdict."""
+    def chunk(self, sampler: Sampler, chunk: int, log: bool = False) -> list[Candidate]:
+        """Write, filter and answer the candidates of chunk ``chunk``; each with its verdict
+        (``log``: say when answering starts, for logs that show no live progress)."""
         from mathforge.engines import SamplingParams
         from mathforge.prompts import render_prompt
         from mathforge.solve import solve_prompts
@@ -557,6 +558,11 @@ class Synthesizer:
             candidates.append(candidate)
         alive = [candidate for candidate in candidates if candidate.verdict == "kept"]
         if alive:
+            if log:
+                self.console.print(
+                    f"chunk {chunk}: answering {len(alive)} candidates, k={config.n} ({config.mode})",
+                    highlight=False,
+                )
             problems = [Problem(c.id, BENCH, str(c.question), "") for c in alive]
             records = sampler.run(problems, BENCH, chunk_seed(config.seed, "synthesize/answer", chunk))
             for candidate, record in zip(alive, records, strict=True):
