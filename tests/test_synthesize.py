@@ -151,6 +151,8 @@ def test_parse_problem_takes_the_problem_and_drops_what_is_not_one() -> None:
     assert parse_problem("<think>hmm</think>Problem: Find x if 2x + 3 = 11 and x is real.")[0] == (
         "Find x if 2x + 3 = 11 and x is real."
     )
+    we_have = "We have 5 red cards and 3 blue cards.\nNote: no card is lost. How many cards are there?"
+    assert parse_problem(f"New problem: {we_have}\n\nLet's solve it: 5 + 3 = 8") == (we_have, "")
     assert parse_problem("New problem: Find the sum of 2 and 3, then \\boxed{5}") == (None, "empty")
     assert parse_problem("New problem: Find x + 1.") == (None, "too_short")
     assert parse_problem("New problem:   \n\nSolution: 5") == (None, "empty")

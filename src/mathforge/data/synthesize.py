@@ -103,9 +103,8 @@ class SynthesisConfig(SamplingConfig):
         0.8, gt=0.0, le=1.0, description="Jaccard of word bigrams counted as a duplicate."
     )
     id_prefix: str = Field("synth", min_length=1, description="Ids of written problems: PREFIX-000123.")
-    shots: int | None = Field(
-        None, json_schema_extra={"cli": False}
-    )  # synthesized problems take no exemplars
+    # synthesized problems are answered without few-shot exemplars
+    shots: int | None = Field(None, json_schema_extra={"cli": False})
 
     @field_validator("kinds")
     @classmethod
@@ -137,6 +136,8 @@ class SynthesisConfig(SamplingConfig):
 
 @dataclass(frozen=True)
 class Seed:
+    """A seed problem: its id (recorded as provenance) and text."""
+
     id: str
     question: str
 
@@ -207,8 +208,8 @@ _THINK = re.compile(r"<think>.*?(?:</think>|\Z)", re.S | re.I)
 _NEW_PROBLEM = re.compile(r"new\s+problem\b[^\n:]{0,30}:", re.I)
 _PROBLEM = re.compile(r"^[\s#>*_]*problem\b[^\n:]{0,10}:", re.I | re.M)
 _SOLUTION = re.compile(
-    r"^[\s#>*_]*(?:solution|answer|final answer|step\s*1|explanation|hint|note|let'?s|to solve|"
-    r"we (?:can|need|have|know|start))\b|^\s*(?:-{3,}|={3,})\s*$|^.*\\boxed",
+    r"^[\s#>*_]*(?:solution|answer|final answer|step\s*1|explanation|hint|let'?s solve|to solve)\b"
+    r"|^\s*(?:-{3,}|={3,})\s*$|^.*\\boxed",
     re.I | re.M,
 )
 _ASKS = re.compile(
