@@ -281,10 +281,12 @@ def test_changed_settings_are_refused(files: tuple[Path, Path], tmp_path: Path) 
     seeds, bench = files
     out = tmp_path / "synth.jsonl"
     _run(_config(seeds, bench, max_written=8), out, ScriptedEngine())
-    with pytest.raises(MathforgeError, match="min_vote"):
+    with pytest.raises(MathforgeError, match=r"min_vote: 0\.5 -> 0\.9"):
         _run(_config(seeds, bench, max_written=8, min_vote=0.9), out, ScriptedEngine())
     with pytest.raises(MathforgeError, match="different config"):
         _run(_config(seeds, bench, max_written=8, write_temperature=0.5), out, ScriptedEngine())
+    with pytest.raises(MathforgeError, match="k: 4 -> 2"):  # named as on the command line
+        _run(_config(seeds, bench, max_written=8, n=2), out, ScriptedEngine())
     extra = {"question": "What is 2 + 2 when added twice over?"}
     changed = _write(tmp_path / "seeds2.jsonl", [*SEEDS, extra])
     with pytest.raises(MathforgeError, match="seeds_sha256"):

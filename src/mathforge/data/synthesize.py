@@ -64,9 +64,9 @@ class SynthesisConfig(SamplingConfig):
     """Settings of ``mathforge data synthesize``: the sampling settings answer the candidates
     (``n`` is k, the votes per candidate); the ``write_*`` ones sample the problems themselves."""
 
-    # May change between reruns: how many problems to keep, where the inputs live (their
-    # contents are part of the identity through digests).
-    FREE_KEYS: ClassVar[tuple[str, ...]] = ("count", "max_written", "seeds", "data_dir")
+    # Keys of config.yaml that may change between reruns: how many problems to keep, where the
+    # inputs live (their contents are part of the identity through digests).
+    FREE_KEYS: ClassVar[tuple[str, ...]] = ("n", "max_written", "seeds", "data_dir")
 
     seeds: str = Field(description="JSONL file of seed problems (a --field text, optional id).")
     count: int = Field(
@@ -120,12 +120,15 @@ class SynthesisConfig(SamplingConfig):
         return self.max_written or 10 * self.count
 
     def run_config(self, seeds_sha256: str, benchmarks: dict[str, int]) -> dict[str, Any]:
-        """``config.yaml``: the settings, the digests of the seeds and prompts, the benchmarks
-        checked against, the device and dtype, and the environment."""
+        """``config.yaml``: the settings (keys as on the command line), the digests of the seeds
+        and prompts, the benchmarks checked against, the device and dtype, and the environment."""
         from mathforge.runtime import environment
 
+        settings = self.model_dump(mode="json")
+        # named as on the command line: --n problems to keep, --k votes each
+        settings = {{"n": "k", "count": "n"}.get(key, key): value for key, value in settings.items()}
         return {
-            **self.model_dump(mode="json"),
+            **settings,
             "seeds_sha256": seeds_sha256,
             "prompts_sha256": hashlib.sha256(_prompts_text().encode()).hexdigest(),
             "decontam_benchmarks": benchmarks,
