@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 
 from mathforge.data import load_problems_file
-from mathforge.data.synthesize import (
+from mathforge.engines import Completion, SamplingParams
+from mathforge.errors import MathforgeError
+from mathforge.sampling import Sampler
+from mathforge.synthesis import (
     CANDIDATES_FILE,
     Candidate,
     SynthesisConfig,
@@ -22,9 +25,6 @@ from mathforge.data.synthesize import (
     read_seeds,
     synthesize,
 )
-from mathforge.engines import Completion, SamplingParams
-from mathforge.errors import MathforgeError
-from mathforge.sampling import Sampler
 
 BENCH_QUESTION = (
     "Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins "

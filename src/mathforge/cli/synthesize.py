@@ -11,7 +11,7 @@ from rich.table import Table
 from mathforge.cli.app import console, err_console
 from mathforge.cli.data import data_app
 from mathforge.cli.options import ConfigFactory, config_options
-from mathforge.data.synthesize import SynthesisConfig
+from mathforge.synthesis import SynthesisConfig
 
 
 @data_app.command("synthesize")
@@ -36,7 +36,7 @@ def synthesize_command(
     Candidates overlapping an evaluation benchmark, or near-copying a seed or a kept problem, are
     dropped. Resumable: rerun the same command after a kill.
     """
-    from mathforge.data.synthesize import synthesize
+    from mathforge.synthesis import synthesize
 
     settings = config()
     try:
