@@ -22,6 +22,7 @@ from mathforge.cli import (  # noqa: F401  (each module registers its commands)
     rs,
     sft,
     solve,
+    synthesize,
     version,
 )
 from mathforge.cli.app import app, err_console
