@@ -133,6 +133,12 @@ def placement(device: str | torch.device | None = None, dtype: str | torch.dtype
     return Placement(device=resolved, dtype=resolve_dtype(dtype, resolved))
 
 
+def training_placement(bf16: bool | None) -> Placement:
+    """Where a trainer runs: bf16 autocast where native (``bf16=None``), else as ``bf16`` says
+    (the ``--bf16/--no-bf16`` option every trainer shares)."""
+    return placement(None, "auto" if bf16 is None else ("bfloat16" if bf16 else "float32"))
+
+
 def environment() -> dict[str, Any]:
     """What produced a run besides its settings: library versions, git commit, CPU bf16 support.
 

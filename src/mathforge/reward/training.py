@@ -34,7 +34,7 @@ from mathforge.reward.model import RewardModel, pad_right
 from mathforge.reward.ranking import ranking_metrics
 from mathforge.reward.records import RankedGroup, read_groups
 from mathforge.runs import ENVIRONMENT, check_identity, write_config_file
-from mathforge.runtime import Placement, environment, placement
+from mathforge.runtime import environment, training_placement
 
 CONFIG_FILE = "train_config.json"
 METRICS_FILE = "metrics.json"
@@ -226,12 +226,6 @@ def split_groups(
     return train, [group for index, group in enumerate(groups) if index in held_out]
 
 
-def training_placement(cfg: RewardTrainingConfig) -> Placement:
-    """Device and compute dtype: bf16 autocast where native (``cfg.bf16=None``), or as ``cfg.bf16`` says."""
-    dtype = "auto" if cfg.bf16 is None else ("bfloat16" if cfg.bf16 else "float32")
-    return placement(None, dtype)
-
-
 def train_reward_model(
     cfg: RewardTrainingConfig, *, overwrite: bool = False, callbacks: list[Any] | None = None
 ) -> RewardTrainingResult:
@@ -241,7 +235,7 @@ def train_reward_model(
     ``cfg.out/checkpoints``.
     """
     out = Path(cfg.out)
-    where = training_placement(cfg)
+    where = training_placement(cfg.bf16)
     record = {**asdict(cfg), **where.describe(), ENVIRONMENT: environment()}
     if not overwrite:  # a run begun in float32 is not continued under bf16 on a CPU that has it
         check_identity(out / CONFIG_FILE, record, _FREE_FIELDS)

@@ -35,7 +35,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mathforge.errors import MathforgeError
-from mathforge.runtime import Placement, environment, placement
+from mathforge.runtime import environment, training_placement
 
 CONFIG_FILE = "config.yaml"
 STEPS_FILE = "steps.jsonl"
@@ -144,11 +144,6 @@ class GRPOResult:
     seconds: float
 
 
-def training_placement(cfg: GRPORunConfig) -> Placement:
-    """Device and compute dtype: bf16 autocast where native (``cfg.bf16=None``), or as ``cfg.bf16`` says."""
-    return placement(None, "auto" if cfg.bf16 is None else ("bfloat16" if cfg.bf16 else "float32"))
-
-
 def _trl_loss_settings(cfg: GRPORunConfig) -> dict[str, Any]:
     """TRL's settings for each loss form, as their papers run them (recorded in the config).
 
@@ -245,7 +240,7 @@ def run(
     if config.engine == "vllm" and importlib.util.find_spec("vllm") is None:
         raise MathforgeError("--engine vllm needs vLLM on a GPU machine: pip install 'mathforge[vllm]'")
     out = Path(config.out)
-    where = training_placement(config)
+    where = training_placement(config.bf16)
     model_dir = resolve_model(config.model)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if tokenizer.pad_token is None:

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from transformers import TrainerCallback
 
 from mathforge.errors import InputError, MathforgeError
-from mathforge.runtime import Placement, environment, placement
+from mathforge.runtime import environment, training_placement
 from mathforge.train.records import SFTRecord, read_records
 from mathforge.train.tokenize import IGNORE_INDEX, tokenize_record
 
@@ -211,11 +211,6 @@ def encode_records(tokenizer: Any, records: list[SFTRecord], max_length: int, pa
     return encoded
 
 
-def training_placement(cfg: SFTConfig) -> Placement:
-    """Device and compute dtype: bf16 autocast where native (``cfg.bf16=None``), or as ``cfg.bf16`` says."""
-    return placement(None, "auto" if cfg.bf16 is None else ("bfloat16" if cfg.bf16 else "float32"))
-
-
 class LogLastStep(TrainerCallback):
     """Log at the last step too, so the final train loss and token count are in the log."""
 
@@ -256,7 +251,7 @@ def run(config: SFTConfig, *, overwrite: bool = False, callbacks: list[Any] | No
     from mathforge.runs import ENVIRONMENT, check_identity, write_config_file
 
     out = Path(config.out)
-    where = training_placement(config)
+    where = training_placement(config.bf16)
     records = decontaminated(read_records(config.data), config.data_dir)
     if config.eval_data:
         train_records, eval_records = records, read_records(config.eval_data)
