@@ -16,6 +16,7 @@ from mathforge.cli import (  # noqa: F401  (each module registers its commands)
     exec,
     grade,
     grpo,
+    loop,
     models,
     report,
     rm,

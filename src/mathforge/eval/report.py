@@ -262,7 +262,7 @@ def comparison_table(comparison: dict[str, Any]) -> Table:
     return table
 
 
-def _figure_png(figure: Any) -> str:
+def figure_png(figure: Any) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     return base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -296,7 +296,7 @@ def _plots(runs: list[Run]) -> list[tuple[str, str]]:
     axes.set_ylabel("pass@1 (%)")
     axes.set_title("Accuracy per benchmark and run (95% CI)")
     axes.legend(fontsize=8)
-    images.append(("Accuracy per benchmark", _figure_png(figure)))
+    images.append(("Accuracy per benchmark", figure_png(figure)))
     plt.close(figure)
 
     for bench in benches:
@@ -319,7 +319,7 @@ def _plots(runs: list[Run]) -> list[tuple[str, str]]:
         axes.set_ylabel("accuracy (%)")
         axes.set_title(f"{bench}: maj@k / RM@k / pass@k")
         axes.legend(fontsize=7)
-        images.append((f"{bench}: curves over k", _figure_png(figure)))
+        images.append((f"{bench}: curves over k", figure_png(figure)))
         plt.close(figure)
     return images
 

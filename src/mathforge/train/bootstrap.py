@@ -15,10 +15,11 @@ step that is an earlier step's result (and not a number of the question) becomes
 from __future__ import annotations
 
 import builtins
+import json
 import keyword
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -371,4 +372,6 @@ def bootstrap(
     for reason, count in unmatched.dropped.items():
         summary.dropped[reason] = count
     write_records(records, out)
+    summary_path = Path(out).with_name(f"{Path(out).stem}.summary.json")
+    summary_path.write_text(json.dumps(asdict(summary), indent=2) + "\n", encoding="utf-8")
     return summary

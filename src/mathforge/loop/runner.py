@@ -1,0 +1,216 @@
+"""Run a loop's stages in order into a run directory, resuming where a previous run stopped.
+
+Each command runs as its own process (``python -m mathforge ...``, or under the configured
+launcher for training), so memory is returned between stages, a training stage can run
+data-parallel, and what the loop ran can be rerun by hand from ``stage.json``. The loop itself
+only decides what to run: a finished stage whose fingerprint is unchanged is skipped, an
+unfinished one resumes, a changed one reruns and the reason is printed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+
+from mathforge.errors import MathforgeError
+from mathforge.loop.config import LoopConfig
+from mathforge.loop.stages import PROBLEMS_FILE, Command, Stage, build_stages
+from mathforge.loop.state import StageState, changed_settings, digest, file_digest, log_event
+
+CONFIG_FILE = "loop.yaml"
+
+
+@dataclass
+class StageStatus:
+    """Where a stage stands before running: ``done``, ``changed`` (with why), ``partial`` or ``pending``."""
+
+    stage: Stage
+    fingerprint: str
+    state: StageState | None
+    status: str
+    why: str = ""
+
+
+class Loop:
+    """The stages of ``config`` bound to ``run_dir``."""
+
+    def __init__(self, config: LoopConfig, run_dir: str | Path, console: Console | None = None) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir).resolve()
+        self.console = console or Console(stderr=True)
+        self.stages = build_stages(config, self.run_dir)
+        self.by_name = {stage.name: stage for stage in self.stages}
+        self.fingerprints: dict[str, str] = {}
+        for stage in self.stages:
+            inputs = {name: self.fingerprints[name] for name in stage.inputs}
+            self.fingerprints[stage.name] = digest(
+                {"kind": stage.kind, "settings": stage.settings, "inputs": inputs}
+            )
+
+    def statuses(self) -> list[StageStatus]:
+        rows = []
+        for stage in self.stages:
+            fingerprint = self.fingerprints[stage.name]
+            state = StageState.load(stage.folder(self.run_dir), stage.name)
+            if state is None:
+                rows.append(StageStatus(stage, fingerprint, None, "pending"))
+            elif state.fingerprint != fingerprint:
+                rows.append(StageStatus(stage, fingerprint, state, "changed", self._why(stage, state)))
+            elif state.done:
+                rows.append(StageStatus(stage, fingerprint, state, "done"))
+            else:
+                rows.append(StageStatus(stage, fingerprint, state, "partial"))
+        return rows
+
+    def _why(self, stage: Stage, state: StageState) -> str:
+        reasons = changed_settings(state.settings, stage.settings)
+        reasons += [
+            f"input {name} changed"
+            for name in stage.inputs
+            if state.inputs.get(name) != self.fingerprints[name]
+        ]
+        return ", ".join(reasons) or "stage definition changed"
+
+    def run(self, only: list[str] | None = None) -> list[StageStatus]:
+        """Run every stage that is not finished (or only the named ones); return the final statuses."""
+        unknown = [name for name in only or [] if name not in self.by_name]
+        if unknown:
+            names = ", ".join(self.by_name)
+            raise MathforgeError(f"unknown stage(s) {', '.join(unknown)}; this loop's stages: {names}")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / CONFIG_FILE).write_text(
+            yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
+        )
+        from mathforge.loop.plan import estimate_seconds
+
+        statuses = self.statuses()
+        chosen = [row for row in statuses if only is None or row.stage.name in only]
+        if only is not None:
+            self._check_inputs_done(chosen, statuses)
+        todo = [row for row in chosen if row.status != "done"]
+        for row in chosen:
+            if row.status == "changed":
+                self.console.print(f"[yellow]{row.stage.name}[/]: reruns ({row.why})")
+        estimates = {row.stage.name: estimate_seconds(self.config, row.stage) for row in todo}
+        started = time.monotonic()
+        spent_estimate = 0.0
+        for position, row in enumerate(todo, start=1):
+            elapsed = time.monotonic() - started
+            pace = elapsed / spent_estimate if spent_estimate > 0 else 1.0
+            left = pace * sum(estimates[other.stage.name] for other in todo[position - 1 :])
+            self.console.rule(
+                f"[bold]stage {position}/{len(todo)}: {row.stage.name}[/] · elapsed {_clock(elapsed)}"
+                f" · loop ETA ~{_clock(left)}"
+            )
+            self._run_stage(row)
+            spent_estimate += estimates[row.stage.name]
+        return self.statuses()
+
+    def _check_inputs_done(self, chosen: list[StageStatus], statuses: list[StageStatus]) -> None:
+        state = {row.stage.name: row.status for row in statuses}
+        names = {row.stage.name for row in chosen}
+        for row in chosen:
+            for name in row.stage.inputs:
+                if name not in names and state[name] != "done":
+                    raise MathforgeError(
+                        f"{row.stage.name} needs {name}, which is {state[name]}: run it first "
+                        f"(--stage {name}) or run the whole loop"
+                    )
+
+    def _run_stage(self, row: StageStatus) -> None:
+        stage, folder = row.stage, row.stage.folder(self.run_dir)
+        previous = row.state if row.state is not None else StageState(stage.name)
+        state = StageState(
+            stage=stage.name,
+            fingerprint=row.fingerprint,
+            settings=stage.settings,
+            inputs={name: self.fingerprints[name] for name in stage.inputs},
+            commands=dict(previous.commands),
+            seconds=previous.seconds if row.status == "partial" else 0.0,
+        )
+        folder.mkdir(parents=True, exist_ok=True)
+        state.save(folder)
+        log_event(self.run_dir, event="stage_start", stage=stage.name, status=row.status, why=row.why)
+        began = time.monotonic()
+        if stage.prepare is not None:
+            stage.prepare(folder)
+        commands = stage.build(folder)
+        problems = file_digest(folder / PROBLEMS_FILE)
+        for command in commands:
+            identity = digest({"argv": command.argv, "inputs": state.inputs, "problems": problems})
+            known = state.commands.get(command.key)
+            if known and known.get("identity") == identity and known.get("done"):
+                continue
+            fresh = known is not None and known.get("identity") != identity
+            state.commands[command.key] = {"identity": identity, "argv": command.argv, "done": False}
+            state.save(folder)
+            seconds = self._execute(stage, command, fresh)
+            state.commands[command.key] |= {"done": True, "seconds": round(seconds, 1)}
+            state.save(folder)
+        state.commands = {command.key: state.commands[command.key] for command in commands}
+        state.result = stage.finish(folder) if stage.finish is not None else {}
+        state.seconds = round(state.seconds + time.monotonic() - began, 1)
+        state.done = True
+        state.finished_at = time.strftime("%Y-%m-%dT%H:%M:%S")
+        state.save(folder)
+        log_event(self.run_dir, event="stage_done", stage=stage.name, seconds=state.seconds)
+        self.console.print(f"[green]{stage.name}[/]: done in {_clock(state.seconds)}")
+
+    def _execute(self, stage: Stage, command: Command, fresh: bool) -> float:
+        """Run one command to completion; a failure or an interrupt stops the loop with its status."""
+        argv = command.full_argv(sys.executable)
+        if fresh:
+            if command.overwrite_flag:
+                argv.append(command.overwrite_flag)
+            else:
+                _remove(Path(command.output))
+        self.console.print(f"[dim]$ {' '.join(argv)}[/]")
+        log_event(self.run_dir, event="command_start", stage=stage.name, command=command.key, argv=argv)
+        began = time.monotonic()
+        process = subprocess.Popen(argv)
+        try:
+            code = process.wait()
+        except KeyboardInterrupt:
+            # The terminal sent SIGINT to the whole group: the command saves its work and exits.
+            code = _wait_after_interrupt(process)
+            log_event(self.run_dir, event="interrupted", stage=stage.name, command=command.key)
+            raise
+        seconds = time.monotonic() - began
+        log_event(self.run_dir, event="command_end", stage=stage.name, command=command.key, code=code)
+        if code != 0:
+            raise MathforgeError(
+                f"{stage.name}: `{command.key}` exited with status {code} (its output is above); "
+                f"fix the cause and rerun `mathforge loop run` to resume"
+            )
+        return seconds
+
+
+def _wait_after_interrupt(process: subprocess.Popen[Any]) -> int:
+    try:
+        return process.wait(timeout=120)
+    except (KeyboardInterrupt, subprocess.TimeoutExpired):
+        process.send_signal(signal.SIGTERM)
+        return process.wait()
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
