@@ -38,6 +38,9 @@ def test_grade_reasons() -> None:
     assert grade("\\boxed{7}", "8").reason == "mismatch"
     assert grade("I give up.", "8") == Verdict(None, False, "no_answer")
     assert grade("\\boxed{x<5}", "x>5").reason == "mismatch"
+    # without gold nothing is correct, but the answer is extracted for majority voting
+    assert grade("So \\boxed{7}.", "") == Verdict("7", False, "no_gold")
+    assert grade("I give up.", " ") == Verdict(None, False, "no_answer")
 
 
 def test_last_box_wins() -> None:

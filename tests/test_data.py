@@ -150,15 +150,32 @@ def test_any_jsonl_with_a_field_map(tmp_path: Path):
 
 
 def test_bad_rows_name_file_line_and_field(tmp_path: Path):
-    path = _write(tmp_path / "bad.jsonl", [{"question": "ok", "answer": "1"}, {"question": "no answer"}])
+    path = _write(
+        tmp_path / "bad.jsonl", [{"question": "ok", "answer": "1"}, {"question": "blank", "answer": " "}]
+    )
     with pytest.raises(InputError) as caught:
         load_problems_file(path)
-    assert (
-        str(caught.value)
-        == f"{path}:2: field 'answer': missing, empty or not a scalar (set --field-map answer=FIELD)"
+    assert str(caught.value) == (
+        f"{path}:2: field 'answer': missing or empty (set --field-map answer=FIELD; "
+        "this command needs a gold answer)"
     )
+    listed = _write(tmp_path / "list.jsonl", [{"question": "ok", "answer": ["1", "2"]}])
+    with pytest.raises(InputError, match=r"list\.jsonl:1: field 'answer': not a scalar"):
+        load_problems_file(listed, require_gold=False)
     with pytest.raises(MathforgeError, match="expected NAME=FIELD"):
         parse_field_map("question")
+
+
+def test_gold_is_optional_only_when_asked(tmp_path: Path):
+    rows = [{"question": "Q1?"}, {"question": "Q2?", "answer": ""}, {"question": "Q3?", "answer": 4}]
+    path = _write(tmp_path / "votes.jsonl", rows)
+    problems = load_problems(str(path), require_gold=False)
+    assert [(p.question, p.gold) for p in problems] == [("Q1?", ""), ("Q2?", ""), ("Q3?", "4")]
+    out = tmp_path / "copy.jsonl"
+    write_problems(problems, out)
+    assert [p.gold for p in load_problems_file(out, require_gold=False)] == ["", "", "4"]
+    with pytest.raises(InputError, match=r"votes\.jsonl:1: field 'answer': missing or empty"):
+        load_problems(str(path))
 
 
 def test_written_problems_load_back(tmp_path: Path):

@@ -386,3 +386,67 @@ def test_rm_data_drops_contaminated_problems_before_sampling(bench_dir: Path, tm
     saved = json.loads((tmp_path / "rm.summary.json").read_text())
     assert saved["contaminated"] == 2
     assert "decontamination: removed 2 of 3 lines against 2 benchmarks" in log.read_text()
+
+
+def _sft_records(data_dir: Path, tmp_path: Path) -> tuple[Path, str]:
+    """Bootstrap CoT records of generated problems with one record of a GSM8K test problem planted
+    in the middle: an SFT record file as ``mathforge data bootstrap`` writes it."""
+    from mathforge.train.bootstrap import (
+        bootstrap_records,
+        generated_solutions,
+        gsm8k_solutions,
+        write_records,
+    )
+
+    generated, _ = generated_solutions(12, seed=3)
+    records, _ = bootstrap_records(generated, "cot")
+    (planted,) = gsm8k_solutions(data_dir / "gsm8k" / "test.jsonl", "gsm8k", "test", limit=1)
+    planted_records, _ = bootstrap_records([planted], "cot")
+    records.insert(5, planted_records[0])
+    path = tmp_path / "sft.jsonl"
+    write_records(records, path)
+    return path, planted.problem.question
+
+
+def test_cli_reads_sft_records_by_the_question_in_their_prompt(data_dir: Path, tmp_path: Path) -> None:
+    from mathforge.train.records import read_records
+
+    source, question = _sft_records(data_dir, tmp_path)
+    records = read_records([source])
+    assert (
+        records[5].prompt[-1] == {"role": "user", "content": question} and "question" not in records[5].extra
+    )
+    out, flagged = tmp_path / "clean.jsonl", tmp_path / "flagged.jsonl"
+    result = _invoke(source, "--against", "gsm8k", "--data-dir", data_dir, "-o", out, "--flagged", flagged)
+    assert result.exit_code == 0, result.output
+    (report,) = [json.loads(line) for line in flagged.read_text().splitlines()]
+    assert (report["line"], report["field"], report["benchmark"], report["match_id"], report["rule"]) == (
+        6,
+        "prompt",
+        "gsm8k",
+        "gsm8k/test/0",
+        "ngram",
+    )
+    raw = source.read_text().splitlines(keepends=True)
+    assert out.read_text() == "".join(raw[:5] + raw[6:])
+    assert [record.id for record in read_records([out])] == [r.id for i, r in enumerate(records) if i != 5]
+
+
+def test_an_sft_response_copying_a_benchmark_solution_is_flagged(bench_dir: Path) -> None:
+    prompt = [{"role": "system", "content": "Reason."}, {"role": "user", "content": "Tom has 2 apples."}]
+    records = [
+        {"id": "a", "prompt": prompt, "response": "He has 2 apples. \\boxed{2}"},
+        {"id": "b", "prompt": prompt, "response": GSM8K_TEST[0]["answer"]},
+    ]
+    clean, flagged, _ = decontaminate_records(records, data_dir=bench_dir)
+    assert [record["id"] for record in clean] == ["a"]
+    assert [(f["id"], f["field"], f["match_id"]) for f in flagged] == [("b", "response", "gsm8k/test/0")]
+
+
+def test_cli_sft_record_without_a_user_message_names_the_prompt(bench_dir: Path, tmp_path: Path) -> None:
+    good = {"id": "a", "prompt": [{"role": "user", "content": "Tom has 2 apples."}], "response": "2"}
+    bad = {"id": "b", "prompt": [{"role": "system", "content": "Reason."}], "response": "2"}
+    source = _write(tmp_path / "in.jsonl", [good, bad])
+    result = _invoke(source, "--data-dir", bench_dir, "-o", tmp_path / "clean.jsonl")
+    assert isinstance(result.exception, InputError)
+    assert str(result.exception) == f"{source}:2: field 'prompt': no user message (an SFT record's question)"

@@ -96,3 +96,29 @@ def test_cli_bad_input_and_threshold(tmp_path: Path) -> None:
     result = _invoke(source, "--threshold", "1.5", "-o", tmp_path / "out.jsonl")
     assert isinstance(result.exception, MathforgeError) and "--threshold" in str(result.exception)
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_cli_deduplicates_sft_records_by_question_keeping_every_response(tmp_path: Path) -> None:
+    def record(key: str, question: str, response: str) -> dict:
+        system = {"role": "system", "content": "Please reason step by step."}
+        return {"id": key, "prompt": [system, {"role": "user", "content": question}], "response": response}
+
+    rows = [
+        record("p1#0", LONG, "Monday 250, Tuesday 305: \\boxed{555}"),
+        record("p1#3", LONG, "Add both days: \\boxed{555}"),
+        record("p2#0", "What is 5 - 3?", "\\boxed{2}"),
+        record("p3#1", LONG.replace("40 muffins", "41 muffins"), "\\boxed{558}"),
+        record("p3#2", LONG.replace("40 muffins", "41 muffins"), "So \\boxed{558}"),
+    ]
+    source = _write(tmp_path / "sft.jsonl", rows)
+    out, clusters = tmp_path / "out.jsonl", tmp_path / "clusters.jsonl"
+    result = _invoke(source, "-o", out, "--clusters", clusters)
+    assert result.exit_code == 0, result.output
+    raw = source.read_text().splitlines(keepends=True)
+    assert out.read_text() == "".join(raw[:3])
+    (cluster,) = [json.loads(line) for line in clusters.read_text().splitlines()]
+    assert cluster["id"] == "p1#0"
+    assert [(d["id"], d["line"], d["rule"]) for d in cluster["duplicates"]] == [
+        ("p3#1", 4, "near"),
+        ("p3#2", 5, "near"),
+    ]

@@ -4,9 +4,12 @@ dropping truncated and looping responses, tool spans recovered, resume without r
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from mathforge.engines import Completion, SamplingParams
 from mathforge.records import Execution, ProblemRecord, SampleRecord
@@ -165,3 +168,93 @@ def test_end_to_end_tir_sampling_resumes_and_reselects_without_sampling(tmp_path
     assert again.responses_kept == 3  # the two correct samples of each problem print the same code
     assert again.dropped["duplicate"] == 3
     assert json.loads(out.with_name("rs.summary.json").read_text())["responses_kept"] == 3
+
+
+class VotingEngine:
+    """CoT: the same answer in every sample of 'What is 2 + 3?', a different one in each sample
+    of 'Name a number.', and 8 in even samples of 'What is 4 * 2?'."""
+
+    tokenizer = None
+
+    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
+        groups = []
+        for prompt in prompts:
+            answers = [
+                5 if "2 + 3" in prompt else 8 if i % 2 == 0 and "4 * 2" in prompt else i
+                for i in range(params.n)
+            ]
+            groups.append(
+                [Completion(f"Try {i}: $\\boxed{{{a}}}$.", [], "eos") for i, a in enumerate(answers)]
+            )
+        return groups
+
+
+def test_a_problems_file_without_answers_is_labelled_by_vote(tmp_path: Path) -> None:
+    rows = [
+        {"question": "What is 2 + 3?"},
+        {"question": "Name a number."},
+        {"question": "What is 4 * 2?", "answer": 8},
+    ]
+    problems = tmp_path / "problems.jsonl"
+    problems.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    config = RejectionConfig(model="scripted", benches=[str(problems)], mode="cot", n=4, keep=2)
+    out = tmp_path / "rs.jsonl"
+    summary = rejection_sample(config, out, sampler=lambda cfg: Sampler(cfg, VotingEngine()))
+    assert (summary.problems, summary.pseudo_labelled, summary.no_majority) == (3, 1, 1)
+    assert (summary.all_correct, summary.some_correct, summary.problems_kept) == (1, 1, 2)
+    lines = [json.loads(line) for line in out.open()]
+    assert [(line["problem_id"], line["answer"], line["provenance"]["label"]) for line in lines] == [
+        ("problems/0", "5", "vote"),
+        ("problems/0", "5", "vote"),
+        ("problems/2", "8", "gold"),
+        ("problems/2", "8", "gold"),
+    ]
+    assert lines[0]["provenance"]["vote_share"] == 1.0
+    stored = [json.loads(line) for line in (tmp_path / "rs.samples" / "samples.jsonl").open()]
+    assert {sample["reason"] for sample in stored[0]["samples"]} == {"no_gold"}
+
+
+def test_cli_rs_labels_a_file_without_answers_that_eval_and_rm_data_refuse(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from mathforge.cli import app
+    from mathforge.errors import InputError
+    from mathforge.reward.collect import build_rm_data
+
+    problems = tmp_path / "open.jsonl"
+    questions = ["What is 2 + 3?", "What is 7 times 6?", "How many legs do 3 spiders have?"]
+    problems.write_text("".join(json.dumps({"question": q}) + "\n" for q in questions), encoding="utf-8")
+    common = ["--model", str(tiny_model_dir), "--mode", "cot", "--max-new-tokens", "8"]
+    common += ["--data-dir", str(tmp_path / "no-benchmarks")]
+    out = tmp_path / "rs.jsonl"
+    result = CliRunner().invoke(
+        app, ["rs", "--problems", str(problems), *common, "--n", "2", "--temperature", "0", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "rs.summary.json").read_text())
+    assert summary["problems"] == 3
+    assert summary["pseudo_labelled"] + summary["no_majority"] == 3
+    assert (
+        summary["all_correct"] + summary["some_correct"] + summary["none_correct"]
+        == summary["pseudo_labelled"]
+    )
+    counts = f"{summary['pseudo_labelled']} / {summary['no_majority']}"
+    assert re.search(rf"pseudo-labelled by vote / no majority\s*│\s*{counts}\s*│", result.output)
+    stored = [json.loads(line) for line in (tmp_path / "rs.samples" / "samples.jsonl").open()]
+    assert {s["reason"] for record in stored for s in record["samples"]} <= {"no_gold", "no_answer"}
+
+    message = (
+        f"{problems}:1: field 'answer': missing or empty (set --field-map answer=FIELD; "
+        "this command needs a gold answer)"
+    )
+    result = CliRunner().invoke(
+        app, ["eval", "--bench", str(problems), *common, "-o", str(tmp_path / "eval")]
+    )
+    assert isinstance(result.exception, InputError) and str(result.exception) == message
+    assert not (tmp_path / "eval").exists()
+    config = SamplingRunConfig(model=str(tiny_model_dir), benches=[str(problems)], n=2)
+    with pytest.raises(InputError) as caught:
+        build_rm_data(config, tmp_path / "rm.jsonl")
+    assert str(caught.value) == message

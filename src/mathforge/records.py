@@ -22,7 +22,9 @@ class Problem:
 
     ``id`` is stable across runs (benchmark, split and the file's own id or row index), so run
     directories can resume by id. ``question`` is the text shown to the model (for
-    multiple-choice sets it already lists the choices). ``shots`` is how many few-shot examples
+    multiple-choice sets it already lists the choices). ``gold`` is the reference answer, or ""
+    for a problem without one (labelled by majority vote where a command allows it, never
+    graded correct). ``shots`` is how many few-shot examples
     the evaluation protocol puts before it (5 for multiple-choice items, else 0).
     ``meta`` keeps the fields used for breakdowns (level, subject, type ...).
     """
@@ -97,7 +99,8 @@ class SampleRecord(BaseModel):
     response: str
     answer: str = ""
     correct: bool = False
-    reason: str = ""  # how the grader decided: exact, numeric, symbolic, no_answer, mismatch, timeout
+    # how the grader decided: exact, numeric, symbolic, no_answer, mismatch, timeout, no_gold
+    reason: str = ""
     # Majority-vote group: samples with equivalent answers share a group; groups are numbered
     # by first appearance and -1 marks an empty answer (which never votes).
     group: int = -1

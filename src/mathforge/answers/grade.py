@@ -8,7 +8,7 @@ from mathforge.answers.datasets import MIXED_CHOICE_DATASETS, MULTIPLE_CHOICE_DA
 from mathforge.answers.equiv import compare
 from mathforge.answers.extract import choice_letters, extract_choice, extract_math, is_choice_label
 
-REASONS = frozenset({"exact", "numeric", "symbolic", "no_answer", "mismatch", "timeout"})
+REASONS = frozenset({"exact", "numeric", "symbolic", "no_answer", "mismatch", "timeout", "no_gold"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,7 +18,8 @@ class Verdict:
     ``pred``: the extracted answer (None when the response commits to none); ``correct``;
     ``reason``, one of :data:`REASONS`: for a correct answer how it was decided ("exact" text,
     "numeric" value, "symbolic" sympy check); for a wrong one "mismatch", "no_answer" (nothing
-    extracted) or "timeout" (undecidable in time).
+    extracted), "timeout" (undecidable in time) or "no_gold" (the problem has no gold answer to
+    compare with; the answer is still extracted, for majority voting).
     """
 
     pred: str | None
@@ -43,6 +44,8 @@ def grade_answer(pred: str | None, gold: str, dataset: str | None = None, timeou
         return _grade_choice(choice_letters(pred) if pred else None, gold)
     if pred is None or not pred.strip():
         return Verdict(None, False, "no_answer")
+    if not gold.strip():  # a problem without gold: the answer still votes
+        return Verdict(pred, False, "no_gold")
     equal, reason = compare(pred, gold, timeout)
     return Verdict(pred, equal, reason)
 

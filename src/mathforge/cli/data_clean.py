@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, NamedTuple, cast
 
 import typer
 from rich.table import Table
@@ -15,24 +15,39 @@ from mathforge.cli.data import data_app
 from mathforge.errors import InputError, MathforgeError
 
 
-def read_field_lines(path: Path, field: str) -> list[tuple[int, str, dict[str, Any]]]:
-    """``(line, raw line, record)`` for every line; a bad line, a missing or empty ``field`` or an
-    empty file is one error naming the file, line and field."""
+class FieldLine(NamedTuple):
+    """One input line: its number, raw text, record, problem text and the field that held it."""
+
+    number: int
+    raw: str
+    record: dict[str, Any]
+    text: str
+    field: str
+
+
+def read_field_lines(path: Path, field: str) -> list[FieldLine]:
+    """Every line with its problem text: ``field``, or in SFT records the question (last user
+    message of ``prompt``). A bad line, a missing or empty text or an empty file is one error
+    naming the file, line and field."""
+    from mathforge.data.decontam import record_question
     from mathforge.jsonl import read_jsonl_raw
 
     lines = []
     for number, raw, record in read_jsonl_raw(path):
         if isinstance(record, InputError):
             raise record
-        value = record.get(field)
+        value, source = record_question(record, field)
         if not isinstance(value, str):
-            problem = (
-                "missing (set --field)" if value is None else f"expected text, got {type(value).__name__}"
-            )
-            raise InputError(path, problem, number, field)
+            if value is not None:
+                problem = f"expected text, got {type(value).__name__}"
+            elif source == field:
+                problem = "missing (set --field)"
+            else:
+                problem = "no user message (an SFT record's question)"
+            raise InputError(path, problem, number, source)
         if not value.strip():
-            raise InputError(path, "empty", number, field)
-        lines.append((number, raw if raw.endswith("\n") else raw + "\n", record))
+            raise InputError(path, "empty", number, source)
+        lines.append(FieldLine(number, raw if raw.endswith("\n") else raw + "\n", record, value, source))
     if not lines:
         raise InputError(path, "no lines (empty file)")
     return lines
@@ -49,7 +64,9 @@ def decontam(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="CLEAN.jsonl: unflagged lines, unchanged, in order.")
     ],
-    field: Annotated[str, typer.Option(help="Field holding the problem text.")] = "question",
+    field: Annotated[
+        str, typer.Option(help="Field holding the problem text (SFT records: the prompt's user message).")
+    ] = "question",
     against: Annotated[
         str,
         typer.Option(
@@ -69,6 +86,8 @@ def decontam(
     """Drop lines sharing a 13-gram with a benchmark test question, or with a word-LCS ratio above 0.6.
 
     Solution and response fields, where present, are also checked against benchmark solutions.
+    SFT records (``mathforge data bootstrap``, ``mathforge rs``) are checked by the question in
+    their prompt and by their response.
     """
     from mathforge.data.decontam import Decontaminator, decontaminate_records
     from mathforge.data.loaders import default_data_dir
@@ -84,19 +103,19 @@ def decontam(
             "pass --data-dir DIR"
         )
     _, flagged, summary = decontaminate_records(
-        [record for _, _, record in lines], field, decontaminator=checker
+        [line.record for line in lines], field, decontaminator=checker
     )
     summary.index_seconds = round(index_seconds, 3)
     summary.seconds = round(time.perf_counter() - start, 3)
     dropped = {report["index"] for report in flagged}
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8") as handle:
-        handle.writelines(raw for index, (_, raw, _) in enumerate(lines) if index not in dropped)
+        handle.writelines(line.raw for index, line in enumerate(lines) if index not in dropped)
     if flagged_path is not None:
         flagged_path.parent.mkdir(parents=True, exist_ok=True)
         with flagged_path.open("w", encoding="utf-8") as handle:
             for report in flagged:
-                line = lines[report.pop("index")][0]
+                line = lines[report.pop("index")].number
                 handle.write(
                     json.dumps({"id": report.pop("id"), "line": line, **report}, ensure_ascii=False) + "\n"
                 )
@@ -136,7 +155,9 @@ def dedup(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="OUT.jsonl: the first line of each cluster, unchanged.")
     ],
-    field: Annotated[str, typer.Option(help="Field holding the problem text.")] = "question",
+    field: Annotated[
+        str, typer.Option(help="Field holding the problem text (SFT records: the prompt's user message).")
+    ] = "question",
     threshold: Annotated[
         float, typer.Option(help="Jaccard similarity of word-bigram sets at which lines are near-duplicates.")
     ] = 0.8,
@@ -148,9 +169,13 @@ def dedup(
     ] = None,
     summary_json: Annotated[Path | None, typer.Option(help="Also write the summary as JSON here.")] = None,
 ) -> None:
-    """Drop exact duplicates (normalised case, spacing, punctuation) and MinHash LSH near-duplicates."""
+    """Drop exact duplicates (normalised case, spacing, punctuation) and MinHash LSH near-duplicates.
+
+    SFT records are deduplicated by question, keeping every response to a kept question
+    (rejection sampling writes several per problem).
+    """
     from mathforge.data.decontam import record_id
-    from mathforge.data.dedup import Deduplicator
+    from mathforge.data.dedup import Deduplicator, Duplicate
 
     if not 0.0 < threshold <= 1.0:
         raise MathforgeError(f"--threshold must be above 0 and at most 1, got {threshold}")
@@ -158,23 +183,32 @@ def dedup(
     lines = read_field_lines(input_path, field)
     deduplicator = Deduplicator(threshold)
     clusters: dict[int, list[dict[str, Any]]] = {}
-    for index, (number, _, record) in enumerate(lines):
-        duplicate = deduplicator.add(index, record[field])
+    verdicts: list[Duplicate | None] = []
+    first_line: dict[str, int] = {}  # SFT records: the first line holding each question
+    for index, line in enumerate(lines):
+        owner = first_line.setdefault(line.text, index) if line.field != field else index
+        duplicate = deduplicator.add(index, line.text) if owner == index else verdicts[owner]
+        verdicts.append(duplicate)
         if duplicate is None:
             clusters[index] = []
             continue
-        entry = {"line": number, "id": record_id(record), "rule": duplicate.rule, "score": duplicate.score}
+        entry = {
+            "line": line.number,
+            "id": record_id(line.record),
+            "rule": duplicate.rule,
+            "score": duplicate.score,
+        }
         clusters[cast(int, duplicate.of)].append(entry)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8") as handle:
-        handle.writelines(lines[index][1] for index in clusters)
+        handle.writelines(lines[index].raw for index in clusters)
     grouped = {index: members for index, members in clusters.items() if members}
     if clusters_path is not None:
         clusters_path.parent.mkdir(parents=True, exist_ok=True)
         with clusters_path.open("w", encoding="utf-8") as handle:
             for index, members in grouped.items():
-                number, _, record = lines[index]
-                cluster = {"line": number, "id": record_id(record), "duplicates": members}
+                line = lines[index]
+                cluster = {"line": line.number, "id": record_id(line.record), "duplicates": members}
                 handle.write(json.dumps(cluster, ensure_ascii=False) + "\n")
     rules = [member["rule"] for members in grouped.values() for member in members]
     summary = {
@@ -210,10 +244,10 @@ def dedup(
         top.add_column("dropped lines")
         top.add_column("text")
         for index, members in largest:
-            number, _, record = lines[index]
+            line = lines[index]
             dropped = ", ".join(str(member["line"]) for member in members[:8]) + (
                 " ..." if len(members) > 8 else ""
             )
-            top.add_row(str(number), dropped, record[field][:60].replace("\n", " "))
+            top.add_row(str(line.number), dropped, line.text[:60].replace("\n", " "))
         console.print(top)
     console.print(f"kept: {out}" + (f"; clusters: {clusters_path}" if clusters_path else ""), highlight=False)

@@ -21,7 +21,10 @@ def rs_command(
     ],
     problems: Annotated[
         str | None,
-        typer.Option(help="Benchmark name(s), comma-separated, or a problems JSONL file (as --bench)."),
+        typer.Option(
+            help="Benchmark name(s), comma-separated, or a problems JSONL file (as --bench); a file's "
+            "rows may leave out the answer: such problems are labelled by majority vote (--min-vote)."
+        ),
     ] = None,
     run_dir: Annotated[
         Path | None, typer.Option(help="Where the sampled records go (default: OUT stem + .samples/).")

@@ -229,17 +229,30 @@ class Decontaminator:
         return Match(item.benchmark, item.id, rule, round(score, 4))
 
     def check_record(self, record: Mapping[str, Any], field: str = "question") -> Match | None:
-        """Check ``record[field]`` against questions, then its solution/response fields against
-        questions and solutions; the first match, with the field that matched."""
-        match = self.check(str(record[field]))
+        """Check the record's problem text (:func:`record_question`) against questions, then its
+        solution/response fields against questions and solutions; the first match, with the
+        field that matched."""
+        text, source = record_question(record, field)
+        match = self.check(str(text))
         if match is not None:
-            return Match(match.benchmark, match.match_id, match.rule, match.score, field)
+            return Match(match.benchmark, match.match_id, match.rule, match.score, source)
         for name in SOLUTION_FIELDS:
             for text in _strings(record.get(name)):
                 match = self.check(text, solution=True)
                 if match is not None:
                     return Match(match.benchmark, match.match_id, match.rule, match.score, name)
         return None
+
+
+def record_question(record: Mapping[str, Any], field: str = "question") -> tuple[Any, str]:
+    """The problem text of ``record`` (unchecked: it may be missing or not text) and the field it
+    came from: ``field`` when the record has one, else, for an SFT record (no question field,
+    chat messages in ``prompt``), the last user message, which holds the question."""
+    prompt = record.get("prompt")
+    if field in record or not isinstance(prompt, list):
+        return record.get(field), field
+    users = [m.get("content") for m in prompt if isinstance(m, Mapping) and m.get("role") == "user"]
+    return (users[-1] if users else None), "prompt"
 
 
 def _strings(value: Any) -> list[str]:
@@ -354,14 +367,16 @@ def decontaminate_records(
 ) -> tuple[list[Mapping[str, Any]], list[dict[str, Any]], DecontamSummary]:
     """Split ``records`` into clean ones (in order) and flagged reports, with a summary.
 
+    The problem text is ``record[field]``, or an SFT record's question (:func:`record_question`).
     The one call every training stage makes before using its data. A flagged report is
     ``{index, id, field, benchmark, match_id, rule, score}``; ``decontaminator`` reuses a built
     index (else one is built from ``against`` and ``data_dir``).
     """
     start = time.perf_counter()
     for index, record in enumerate(records):
-        if not isinstance(record.get(field), str) or not record[field].strip():
-            raise MathforgeError(f"record {index}: field '{field}' is missing, empty or not text")
+        text, source = record_question(record, field)
+        if not isinstance(text, str) or not text.strip():
+            raise MathforgeError(f"record {index}: field '{source}' is missing, empty or not text")
     checker = decontaminator or Decontaminator.from_benchmarks(against, data_dir)
     index_seconds = time.perf_counter() - start
     clean: list[Mapping[str, Any]] = []

@@ -151,10 +151,12 @@ def load_problems_file(
     field_map: dict[str, str] | None = None,
     name: str | None = None,
     limit: int | None = None,
+    require_gold: bool = True,
 ) -> list[Problem]:
     """Load any JSONL file of problems.
 
-    ``field_map`` maps our names to the file's fields: ``question`` and ``answer`` (required),
+    ``field_map`` maps our names to the file's fields: ``question`` and ``answer`` (required,
+    unless ``require_gold`` is False: a command labelling by majority vote gets ``gold=""``),
     ``id`` (optional; else ``id``/``idx``/``unique_id`` when present, else the row index) and
     any other name, which is kept as metadata for breakdowns (``level=difficulty``). A gold
     field holding a worked solution with a ``\\boxed{}`` answer is reduced to that answer.
@@ -176,13 +178,14 @@ def load_problems_file(
                 path, "missing or empty (set --field-map question=FIELD)", line, mapping["question"]
             )
         answer = row.get(mapping["answer"])
-        if answer in (None, "") or isinstance(answer, (dict, list)):
-            raise InputError(
-                path, "missing, empty or not a scalar (set --field-map answer=FIELD)", line, mapping["answer"]
-            )
-        gold = str(answer).strip()
+        if isinstance(answer, (dict, list)):
+            raise InputError(path, "not a scalar (set --field-map answer=FIELD)", line, mapping["answer"])
+        gold = "" if answer is None else str(answer).strip()
         if "\\boxed" in gold:
             gold = str(extract_answer(gold, bench_name)).strip() or gold
+        if require_gold and not gold:
+            problem = "missing or empty (set --field-map answer=FIELD; this command needs a gold answer)"
+            raise InputError(path, problem, line, mapping["answer"])
         id_field = mapping.get("id") or next((key for key in _ID_KEYS if key in row), None)
         meta = {
             ours: row[theirs]

@@ -49,12 +49,17 @@ def load_problems(
     limit: int | None = None,
     field_map: dict[str, str] | None = None,
     generated: GeneratedSpec | None = None,
+    require_gold: bool = True,
 ) -> list[Problem]:
-    """Problems for one ``--bench`` entry: a registry name, a JSONL path or ``generated``."""
+    """Problems for one ``--bench`` entry: a registry name, a JSONL path or ``generated``.
+
+    ``require_gold=False`` lets a JSONL file's rows omit the answer (``gold=""``), for commands
+    that label such problems by majority vote; registry and generated problems always have one.
+    """
     if name == GENERATED:
         spec = generated or GeneratedSpec()
         count = spec.n if limit is None else min(limit, spec.n)
         return generate_problems(count, seed=spec.seed, level=spec.level, families=spec.families or None)
     if is_file_spec(name):
-        return load_problems_file(name, field_map=field_map, limit=limit)
+        return load_problems_file(name, field_map=field_map, limit=limit, require_gold=require_gold)
     return load_benchmark(name, data_dir=data_dir, split=split, limit=limit)

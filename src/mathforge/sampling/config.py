@@ -23,6 +23,10 @@ class ProblemSource(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    # Whether problem files may leave out the gold answer: only commands that label such
+    # problems by majority vote say so; the rest need gold and refuse a row without it.
+    GOLD_OPTIONAL: ClassVar[bool] = False
+
     benches: list[str] = Field(
         min_length=1,
         description="Comma-separated benchmarks: registry names, JSONL paths, or 'generated'.",

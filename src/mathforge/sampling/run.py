@@ -51,6 +51,7 @@ def select_problems(source: ProblemSource) -> dict[str, list[Problem]]:
             limit=source.limit,
             field_map=field_map,
             generated=generated,
+            require_gold=not source.GOLD_OPTIONAL,
         )
     return selected
 

@@ -44,6 +44,7 @@ class RejectionConfig(SamplingRunConfig):
 
     # Selection happens after sampling: changing it reselects from the stored samples.
     FREE_KEYS: ClassVar[tuple[str, ...]] = (*SamplingRunConfig.FREE_KEYS, "keep", "min_vote")
+    GOLD_OPTIONAL: ClassVar[bool] = True  # problems without gold are labelled by majority vote
 
     rm: str | None = Field(None, description="Reward-model directory: keep the top K correct by RM score.")
     keep: int = Field(4, ge=1, description="Responses kept per problem (K).")
