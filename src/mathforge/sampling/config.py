@@ -18,16 +18,13 @@ GREEDY = (0.0, 1.0)  # temperature, top-p for n = 1
 SAMPLED = (0.7, 0.8)  # temperature, top-p for n > 1 (maj@k, RM@k)
 
 
-class ProblemSource(BaseModel):
-    """Which problems: benchmarks from the registry, JSONL files, or seeded generated problems."""
+class ProblemSelection(BaseModel):
+    """How problems are read from their source: split, limit, folder, JSONL field map and the
+    generator's settings. Shared by every stage that reads problems (sampling, GRPO), so one
+    flag means one thing everywhere."""
 
     model_config = ConfigDict(extra="forbid")
 
-    benches: list[str] = Field(
-        min_length=1,
-        description="Comma-separated benchmarks: registry names, JSONL paths, or 'generated'.",
-        json_schema_extra={"flag": "--bench"},
-    )
     limit: int | None = Field(None, ge=1, description="First L problems of each benchmark.")
     data_dir: str | None = Field(
         None,
@@ -50,6 +47,16 @@ class ProblemSource(BaseModel):
         from mathforge.data import default_data_dir
 
         return str(Path(self.data_dir).resolve() if self.data_dir else default_data_dir().resolve())
+
+
+class ProblemSource(ProblemSelection):
+    """Which problems: benchmarks from the registry, JSONL files, or seeded generated problems."""
+
+    benches: list[str] = Field(
+        min_length=1,
+        description="Comma-separated benchmarks: registry names, JSONL paths, or 'generated'.",
+        json_schema_extra={"flag": "--bench"},
+    )
 
 
 class SamplingConfig(BaseModel):
