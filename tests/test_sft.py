@@ -407,15 +407,3 @@ def test_shipped_accelerate_configs_load(name: str) -> None:
     assert config.mixed_precision == "bf16"
     if name != "fsdp":
         assert config.deepspeed_config["zero_stage"] == int(name[-1])
-
-
-def test_every_config_field_is_a_cli_option_with_its_default() -> None:
-    import inspect
-
-    from mathforge.cli.sft import sft_command
-
-    parameters = inspect.signature(sft_command).parameters
-    for name, field in SFTConfig.model_fields.items():
-        assert name in parameters, name
-        if name not in ("data", "out", "base"):
-            assert parameters[name].default == field.default, name

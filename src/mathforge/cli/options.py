@@ -26,7 +26,8 @@ ConfigFactory = Callable[..., Any]
 
 
 def _extra(info: FieldInfo) -> dict[str, Any]:
-    """A field's CLI hints: ``flag`` (its option name) and ``cli`` (False: not an option)."""
+    """A field's CLI hints: ``flag`` (its option name), ``short`` (a one-letter alias such as
+    ``-o``) and ``cli`` (False: not an option)."""
     return info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
 
 
@@ -40,8 +41,18 @@ def flag(name: str, info: FieldInfo) -> str:
     return str(_extra(info).get("flag", "--" + name.replace("_", "-")))
 
 
+def _unwrap_optional(annotation: Any) -> Any:
+    """``X | None`` -> ``X``; any other annotation as it is."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        inner = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        if len(inner) == 1:
+            return inner[0]
+    return annotation
+
+
 def _is_list(annotation: Any) -> bool:
-    return typing.get_origin(annotation) is list
+    """A list field (optional or not): given on the command line as comma-separated values."""
+    return typing.get_origin(_unwrap_optional(annotation)) is list
 
 
 def _cli_type(annotation: Any) -> Any:
@@ -66,13 +77,18 @@ def _option(name: str, info: FieldInfo, overrides: dict[str, Any]) -> inspect.Pa
     cli_type = _cli_type(info.annotation)
     if default is None and typing.get_origin(cli_type) is not types.UnionType:
         cli_type = cli_type | None
-    option = typer.Option(flag(name, info), help=info.description or "")
+    names = [flag(name, info)]
+    if _unwrap_optional(info.annotation) is bool:
+        names = [f"{names[0]}/--no-{names[0].removeprefix('--')}"]  # a switch both ways
+    if "short" in _extra(info):
+        names.append(str(_extra(info)["short"]))
+    option = typer.Option(*names, help=info.description or "")
     return inspect.Parameter(
         name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[cli_type, option]
     )
 
 
-def build_config(model: type[BaseModel], given: dict[str, Any], **overrides: Any) -> Any:
+def build_config(model: type[BaseModel], given: dict[str, Any], /, **overrides: Any) -> Any:
     """``model`` from command-line values (None: not given) and overrides; errors name the option."""
     fields = cli_fields(model)
     data: dict[str, Any] = {}
@@ -93,7 +109,7 @@ def build_config(model: type[BaseModel], given: dict[str, Any], **overrides: Any
 
 
 def config_options(
-    model: type[BaseModel], **overrides: Any
+    model: type[BaseModel], /, **overrides: Any
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorate a command with a ``config: ConfigFactory`` parameter: typer sees one option per
     field of ``model`` instead. ``overrides`` change a field's default for this command."""

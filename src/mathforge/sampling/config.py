@@ -18,20 +18,13 @@ GREEDY = (0.0, 1.0)  # temperature, top-p for n = 1
 SAMPLED = (0.7, 0.8)  # temperature, top-p for n > 1 (maj@k, RM@k)
 
 
-class ProblemSource(BaseModel):
-    """Which problems: benchmarks from the registry, JSONL files, or seeded generated problems."""
+class ProblemSelection(BaseModel):
+    """How problems are read from their source: split, limit, folder, JSONL field map and the
+    generator's settings. Shared by every stage that reads problems (sampling, GRPO), so one
+    flag means one thing everywhere."""
 
     model_config = ConfigDict(extra="forbid")
 
-    # Whether problem files may leave out the gold answer: only commands that label such
-    # problems by majority vote say so; the rest need gold and refuse a row without it.
-    GOLD_OPTIONAL: ClassVar[bool] = False
-
-    benches: list[str] = Field(
-        min_length=1,
-        description="Comma-separated benchmarks: registry names, JSONL paths, or 'generated'.",
-        json_schema_extra={"flag": "--bench"},
-    )
     limit: int | None = Field(None, ge=1, description="First L problems of each benchmark.")
     data_dir: str | None = Field(
         None,
@@ -54,6 +47,20 @@ class ProblemSource(BaseModel):
         from mathforge.data import default_data_dir
 
         return str(Path(self.data_dir).resolve() if self.data_dir else default_data_dir().resolve())
+
+
+class ProblemSource(ProblemSelection):
+    """Which problems: benchmarks from the registry, JSONL files, or seeded generated problems."""
+
+    # Whether problem files may leave out the gold answer: only commands that label such
+    # problems by majority vote say so; the rest need gold and refuse a row without it.
+    GOLD_OPTIONAL: ClassVar[bool] = False
+
+    benches: list[str] = Field(
+        min_length=1,
+        description="Comma-separated benchmarks: registry names, JSONL paths, or 'generated'.",
+        json_schema_extra={"flag": "--bench"},
+    )
 
 
 class SamplingConfig(BaseModel):

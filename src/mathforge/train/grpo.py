@@ -32,10 +32,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from mathforge.errors import MathforgeError
 from mathforge.runtime import environment, training_placement
+from mathforge.sampling.config import ProblemSelection
 
 CONFIG_FILE = "config.yaml"
 STEPS_FILE = "steps.jsonl"
@@ -75,19 +76,22 @@ IDENTITY_KEYS = (
 __all__ = ["GRPOResult", "GRPORunConfig", "run"]
 
 
-class GRPORunConfig(BaseModel):
+class GRPORunConfig(ProblemSelection):
     """Everything ``mathforge grpo`` needs; written to the output directory as ``config.yaml``.
 
-    Named apart from TRL's ``GRPOConfig``, which :func:`run` builds from it.
+    Named apart from TRL's ``GRPOConfig``, which :func:`run` builds from it. How ``problems`` is
+    read (split, limit, folder, field map, generator settings) is the sampling commands' own
+    :class:`ProblemSelection`, training split by default.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     model: str = Field(
         description="Policy to train: a known name, a model directory (e.g. from sft) or a hub id."
     )
     problems: str = Field(description="Training problems: a benchmark name, 'generated' or a JSONL file.")
-    out: str = Field(description="Output model directory (resumed when it holds the same run).")
+    out: str = Field(
+        description="Output model directory (resumed when it holds the same run).",
+        json_schema_extra={"short": "-o"},
+    )
     mode: Literal["cot", "tir"] = Field("cot", description="cot (chain of thought) or tir (tool-integrated).")
     rm: str | None = Field(
         None, description="Reward-model directory: shaped reward (default: the grader alone)."
@@ -113,15 +117,6 @@ class GRPORunConfig(BaseModel):
         "trl (TRL's own model.generate; CoT only).",
     )
     split: str = Field("train", description="Benchmark split to train on.")
-    limit: int | None = Field(None, ge=1, description="First L problems only.")
-    data_dir: str | None = Field(None, description="Benchmark folder (<name>/<split>.jsonl).")
-    field_map: str | None = Field(
-        None, description="For a JSONL file: question=FIELD,answer=FIELD[,id=FIELD]."
-    )
-    gen_n: int = Field(100, ge=1, description="'generated': number of problems.")
-    gen_level: int = Field(1, ge=1, le=3, description="'generated': difficulty 1-3.")
-    gen_seed: int = Field(0, description="'generated': generation seed.")
-    gen_families: list[str] = Field(default_factory=list, description="'generated': families (default all).")
     bf16: bool | None = Field(None, description="Mixed precision (default: where bf16 is fast).")
     gradient_checkpointing: bool = Field(False, description="Trade compute for activation memory.")
     save_steps: int = Field(25, ge=1, description="Checkpoint every N optimiser steps.")

@@ -70,11 +70,14 @@ class SFTConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    data: list[str] = Field(min_length=1, description="SFT record files (JSONL).")
+    data: list[str] = Field(min_length=1, description="SFT record files (JSONL), comma-separated.")
     base: str = Field(description="Model to start from: a known name, a model directory or a hub id.")
-    out: str = Field(description="Output model directory (resumed when it holds the same run).")
+    out: str = Field(
+        description="Output model directory (resumed when it holds the same run).",
+        json_schema_extra={"short": "-o"},
+    )
     eval_data: list[str] | None = Field(
-        None, description="Held-out records (default: problems held out of --data)."
+        None, description="Held-out record files, comma-separated (default: problems held out of --data)."
     )
     eval_examples: int = Field(
         200, ge=0, description="Problems held out of --data when no --eval-data (at most a tenth)."
