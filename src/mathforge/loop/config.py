@@ -149,6 +149,9 @@ class EvalSet(_Strict):
     gen_families: list[str] = Field(default_factory=list)
     modes: list[Mode] = Field(default_factory=lambda: ["cot", "tir"], min_length=1)
     max_new_tokens: int = 512
+    at: Literal["every", "ends"] = Field(
+        "every", description="Evaluate after every model stage, or only the base and the final model."
+    )
     optional: bool = Field(False, description="Leave the set out (with a note) when its data is absent.")
 
     def problems(self) -> Problems:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mathforge.loop.config import LoopConfig, Problems
-from mathforge.loop.stages import Stage, eval_set_available
+from mathforge.loop.stages import Stage, eval_set_available, eval_sets
 
 GSM8K_SOLUTION_TOKENS = 180.0
 
@@ -45,6 +45,11 @@ def _lines(path: Path) -> int | None:
         return sum(1 for line in handle if line.strip())
 
 
+def _response_tokens(config: LoopConfig, mode: str, max_new_tokens: int) -> float:
+    """Expected tokens of one response: the config's typical length, capped by the budget."""
+    return min(config.estimate.tokens_per_response[mode], float(max_new_tokens))
+
+
 def _problems(config: LoopConfig, spec: Problems) -> int | None:
     return problem_count(config, spec.benches, spec.split, spec.limit, spec.gen_n)
 
@@ -54,13 +59,14 @@ def stage_sizes(config: LoopConfig, stage: Stage) -> dict[str, Any]:
     est = config.estimate
     if stage.kind == "eval":
         problems = responses = tokens = 0
-        for item in config.eval.sets:
+        model_stage = None if stage.name == "base/eval" else stage.name.removesuffix("-eval")
+        for item in eval_sets(config, model_stage):
             if item.optional and not all(eval_set_available(config, bench) for bench in item.benches):
                 continue
             count = problem_count(config, item.benches, item.split, item.limit, item.gen_n) or 0
             problems += count
             responses += count * len(item.modes)
-            tokens += sum(count * est.tokens_per_response[mode] for mode in item.modes)
+            tokens += sum(count * _response_tokens(config, mode, item.max_new_tokens) for mode in item.modes)
         return {"problems": problems, "responses": responses, "generate_tokens": tokens}
     if stage.kind == "rm-eval":
         sampled = config.eval.sampled
@@ -71,7 +77,7 @@ def stage_sizes(config: LoopConfig, stage: Stage) -> dict[str, Any]:
         return {
             "problems": count,
             "responses": responses,
-            "generate_tokens": responses * est.tokens_per_response[sampled.mode],
+            "generate_tokens": responses * _response_tokens(config, sampled.mode, item.max_new_tokens),
         }
     if stage.kind == "data":
         records = 0
@@ -101,18 +107,21 @@ def stage_sizes(config: LoopConfig, stage: Stage) -> dict[str, Any]:
         return {
             "problems": count,
             "responses": responses,
-            "generate_tokens": responses * est.tokens_per_response[config.rm.mode],
+            "generate_tokens": responses * _response_tokens(config, config.rm.mode, config.rm.max_new_tokens),
         }
     if stage.kind == "rm":
         count = _problems(config, config.rm.problems) or 0
         responses = count * config.rm.n
         return {
             "responses": responses,
-            "train_tokens": responses * config.rm.epochs * est.tokens_per_response[config.rm.mode],
+            "train_tokens": responses
+            * config.rm.epochs
+            * _response_tokens(config, config.rm.mode, config.rm.max_new_tokens),
         }
     if stage.kind == "rs":
         count = _problems(config, config.rs.problems) or 0
-        tokens = sum(count * config.rs.n * est.tokens_per_response[mode] for mode in config.rs.modes)
+        per = [_response_tokens(config, mode, config.rs.max_new_tokens) for mode in config.rs.modes]
+        tokens = sum(count * config.rs.n * value for value in per)
         return {
             "problems": count,
             "responses": count * config.rs.n * len(config.rs.modes),
@@ -121,7 +130,7 @@ def stage_sizes(config: LoopConfig, stage: Stage) -> dict[str, Any]:
     if stage.kind == "grpo":
         grpo = config.grpo
         responses = grpo.steps * grpo.problems_per_step * grpo.group
-        tokens = responses * min(grpo.max_new_tokens, est.tokens_per_response[grpo.mode])
+        tokens = responses * _response_tokens(config, grpo.mode, grpo.max_new_tokens)
         # The policy's forward and backward pass plus the reference model's forward: about 3x a forward.
         return {
             "problems": _problems(config, grpo.problems),
@@ -156,7 +165,8 @@ def estimate_seconds(config: LoopConfig, stage: Stage) -> float:
         seconds += 0.02 * sizes.get("records", 0)  # templating and one sandbox run per TIR record
     commands = 1
     if stage.kind == "eval":
-        commands = sum(len(item.modes) for item in config.eval.sets)
+        model_stage = None if stage.name == "base/eval" else stage.name.removesuffix("-eval")
+        commands = sum(len(item.modes) for item in eval_sets(config, model_stage))
     elif stage.kind == "rs":
         commands = len(config.rs.modes)
     elif stage.kind == "data":

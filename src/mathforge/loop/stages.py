@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mathforge.loop.config import LoopConfig, Problems
+from mathforge.loop.config import EvalSet, LoopConfig, Problems
 
 BASE = "base"
 EVAL_SUFFIX = "-eval"
@@ -107,10 +107,23 @@ def eval_set_available(config: LoopConfig, bench: str) -> bool:
     return (base / bench).is_dir()
 
 
-def eval_commands(config: LoopConfig, model: str, folder: Path) -> list[Command]:
-    """Greedy evaluation of ``model`` on every held-out set in each of its modes."""
+def final_model_stage(config: LoopConfig) -> str:
+    """The stage whose model the loop ends with."""
+    if config.iterations == 0:
+        return "it0/sft"
+    return f"it{config.iterations}/{'grpo' if config.grpo.enabled else 'sft'}"
+
+
+def eval_sets(config: LoopConfig, model_stage: str | None) -> list[EvalSet]:
+    """The held-out sets evaluated after ``model_stage`` (None: the base model)."""
+    ends = model_stage is None or model_stage == final_model_stage(config)
+    return [item for item in config.eval.sets if item.at == "every" or ends]
+
+
+def eval_commands(config: LoopConfig, model: str, folder: Path, model_stage: str | None) -> list[Command]:
+    """Greedy evaluation of ``model`` on its held-out sets in each of their modes."""
     commands = []
-    for item in config.eval.sets:
+    for item in eval_sets(config, model_stage):
         if item.optional and not all(eval_set_available(config, bench) for bench in item.benches):
             continue
         for mode in item.modes:
@@ -207,7 +220,8 @@ def build_stages(config: LoopConfig, run_dir: Path) -> list[Stage]:
 
 
 def _eval_stage(config: LoopConfig, run_dir: Path, name: str, model_stage: str | None) -> Stage:
-    settings = {"eval": config.eval.model_dump(exclude={"sampled"}), "engine": config.engine}
+    sets = [item.model_dump() for item in eval_sets(config, model_stage)]
+    settings = {"sets": sets, "chunk_size": config.eval.chunk_size, "engine": config.engine}
     settings |= {"dtype": config.dtype, "data_dir": config.data_dir}
     if model_stage is None:
         settings["base"] = config.base
@@ -218,7 +232,7 @@ def _eval_stage(config: LoopConfig, run_dir: Path, name: str, model_stage: str |
         kind="eval",
         inputs=[model_stage] if model_stage else [],
         settings=settings,
-        build=lambda folder_path: eval_commands(config, model, folder_path),
+        build=lambda folder_path: eval_commands(config, model, folder_path, model_stage),
     )
 
 
