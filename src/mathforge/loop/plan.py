@@ -50,20 +50,41 @@ def _response_tokens(config: LoopConfig, mode: str, max_new_tokens: int) -> floa
     return min(config.estimate.tokens_per_response[mode], float(max_new_tokens))
 
 
-def _problems(config: LoopConfig, spec: Problems) -> int | None:
-    return problem_count(config, spec.benches, spec.split, spec.limit, spec.gen_n)
+def _problems(config: LoopConfig, spec: Problems) -> int:
+    return _count(config, spec.benches, spec.split, spec.limit, spec.gen_n)
+
+
+class _Unknown(Exception):
+    """A set's size cannot be known here (its data files are elsewhere, e.g. on the GPU machine)."""
+
+
+def _count(config: LoopConfig, benches: list[str], split: str, limit: int | None, gen_n: int) -> int:
+    count = problem_count(config, benches, split, limit, gen_n)
+    if count is None:
+        raise _Unknown(",".join(benches))
+    return count
 
 
 def stage_sizes(config: LoopConfig, stage: Stage) -> dict[str, Any]:
-    """The numbers that drive a stage's cost: problems, responses to sample, records to train on."""
+    """The numbers that drive a stage's cost: problems, responses to sample, records to train on.
+
+    ``{"unknown": NAMES}`` when a benchmark it reads has no file here.
+    """
+    try:
+        return _sizes(config, stage)
+    except _Unknown as exc:
+        return {"unknown": str(exc)}
+
+
+def _sizes(config: LoopConfig, stage: Stage) -> dict[str, Any]:
     est = config.estimate
     if stage.kind == "eval":
-        problems = responses = tokens = 0
+        problems = responses = tokens = 0.0
         model_stage = None if stage.name == "base/eval" else stage.name.removesuffix("-eval")
         for item in eval_sets(config, model_stage):
             if item.optional and not all(eval_set_available(config, bench) for bench in item.benches):
                 continue
-            count = problem_count(config, item.benches, item.split, item.limit, item.gen_n) or 0
+            count = _count(config, item.benches, item.split, item.limit, item.gen_n)
             problems += count
             responses += count * len(item.modes)
             tokens += sum(count * _response_tokens(config, mode, item.max_new_tokens) for mode in item.modes)
@@ -72,87 +93,61 @@ def stage_sizes(config: LoopConfig, stage: Stage) -> dict[str, Any]:
         sampled = config.eval.sampled
         assert sampled is not None
         item = next(item for item in config.eval.sets if item.name == sampled.set)
-        count = problem_count(config, item.benches, item.split, sampled.limit or item.limit, item.gen_n) or 0
+        count = _count(config, item.benches, item.split, sampled.limit or item.limit, item.gen_n)
         responses = count * sampled.n
-        return {
-            "problems": count,
-            "responses": responses,
-            "generate_tokens": responses * _response_tokens(config, sampled.mode, item.max_new_tokens),
-        }
+        tokens = responses * _response_tokens(config, sampled.mode, item.max_new_tokens)
+        return {"problems": count, "responses": responses, "generate_tokens": tokens}
     if stage.kind == "data":
-        records = 0
-        for source in config.bootstrap:
-            if source.source == "generated":
-                count = source.limit or 1000
-            else:
-                count = problem_count(config, [source.source], source.split, source.limit, 0) or 0
-            records += count * len(source.formats)
-        return {"records": records}
+        return {"records": _bootstrap_records(config)}
     if stage.kind == "sft":
         records = _sft_records(config, stage)
-        epochs = config.sft.epochs
+        seen = records * config.sft.epochs
         if config.sft.max_steps > 0:
-            per_step = config.sft.batch_size * config.sft.grad_accum
-            records_seen = (
-                min(records * epochs, config.sft.max_steps * per_step)
-                if records
-                else config.sft.max_steps * per_step
-            )
-        else:
-            records_seen = records * epochs
-        return {"records": records, "train_tokens": records_seen * est.tokens_per_record}
-    if stage.kind == "rm-data":
-        count = _problems(config, config.rm.problems) or 0
-        responses = count * config.rm.n
-        return {
-            "problems": count,
-            "responses": responses,
-            "generate_tokens": responses * _response_tokens(config, config.rm.mode, config.rm.max_new_tokens),
-        }
-    if stage.kind == "rm":
-        count = _problems(config, config.rm.problems) or 0
-        responses = count * config.rm.n
-        return {
-            "responses": responses,
-            "train_tokens": responses
-            * config.rm.epochs
-            * _response_tokens(config, config.rm.mode, config.rm.max_new_tokens),
-        }
+            seen = min(seen, config.sft.max_steps * config.sft.batch_size * config.sft.grad_accum)
+        return {"records": records, "train_tokens": seen * est.tokens_per_record}
+    if stage.kind in ("rm-data", "rm"):
+        rm = config.rm
+        responses = _problems(config, rm.problems) * rm.n
+        tokens = responses * _response_tokens(config, rm.mode, rm.max_new_tokens)
+        if stage.kind == "rm-data":
+            return {"problems": responses // rm.n, "responses": responses, "generate_tokens": tokens}
+        return {"responses": responses, "train_tokens": tokens * rm.epochs}
     if stage.kind == "rs":
-        count = _problems(config, config.rs.problems) or 0
-        per = [_response_tokens(config, mode, config.rs.max_new_tokens) for mode in config.rs.modes]
-        tokens = sum(count * config.rs.n * value for value in per)
-        return {
-            "problems": count,
-            "responses": count * config.rs.n * len(config.rs.modes),
-            "generate_tokens": tokens,
-        }
+        rs = config.rs
+        count = _problems(config, rs.problems)
+        tokens = sum(count * rs.n * _response_tokens(config, mode, rs.max_new_tokens) for mode in rs.modes)
+        return {"problems": count, "responses": count * rs.n * len(rs.modes), "generate_tokens": tokens}
     if stage.kind == "grpo":
         grpo = config.grpo
         responses = grpo.steps * grpo.problems_per_step * grpo.group
         tokens = responses * _response_tokens(config, grpo.mode, grpo.max_new_tokens)
-        # The policy's forward and backward pass plus the reference model's forward: about 3x a forward.
-        return {
-            "problems": _problems(config, grpo.problems),
-            "responses": responses,
-            "generate_tokens": tokens,
-            "train_tokens": tokens,
-        }
+        # Training scores every rollout with the policy (forward and backward) and the reference
+        # (forward): about the cost of training on the same tokens once more.
+        return {"responses": responses, "generate_tokens": tokens, "train_tokens": tokens * 1.3}
     return {}
+
+
+def _bootstrap_records(config: LoopConfig) -> int:
+    records = 0
+    for source in config.bootstrap:
+        if source.source == "generated":
+            count = source.limit or 1000
+        elif source.optional and not eval_set_available(config, source.source):
+            continue
+        else:
+            count = _count(config, [source.source], source.split, source.limit, 0)
+        records += count * len(source.formats)
+    return records
 
 
 def _sft_records(config: LoopConfig, stage: Stage) -> int:
     """Records an SFT stage trains on: the gold data, or at most K kept per problem and mode."""
-    bootstrap = stage_sizes(config, _kind_stage("data"))["records"]
+    bootstrap = _bootstrap_records(config)
     if stage.name.startswith("it0/"):
         return bootstrap
     rs = config.rs
-    kept = (_problems(config, rs.problems) or 0) * rs.keep * len(rs.modes)
+    kept = _problems(config, rs.problems) * rs.keep * len(rs.modes)
     return kept + (bootstrap if config.sft.mix_bootstrap else 0)
-
-
-def _kind_stage(kind: str) -> Stage:
-    return Stage(name=kind, kind=kind, inputs=[], settings={}, build=lambda folder: [])
 
 
 def estimate_seconds(config: LoopConfig, stage: Stage) -> float:
@@ -175,6 +170,8 @@ def estimate_seconds(config: LoopConfig, stage: Stage) -> float:
 
 
 def _size_text(sizes: dict[str, Any]) -> str:
+    if "unknown" in sizes:
+        return f"? ({sizes['unknown']}: no data files here)"
     labels = {
         "problems": "problems",
         "responses": "responses",
@@ -186,7 +183,8 @@ def _size_text(sizes: dict[str, Any]) -> str:
 
 
 def plan_rows(config: LoopConfig, run_dir: str | Path) -> tuple[list[dict[str, Any]], float]:
-    """One row per stage (sizes, estimate, the commands it will run) and the total estimate."""
+    """One row per stage (sizes, estimate, the commands it will run) and the total estimate (of the
+    stages whose size is known here)."""
     import shlex
 
     from mathforge.loop.stages import build_stages
@@ -194,14 +192,15 @@ def plan_rows(config: LoopConfig, run_dir: str | Path) -> tuple[list[dict[str, A
     run_dir = Path(run_dir).resolve()
     rows, total = [], 0.0
     for stage in build_stages(config, run_dir):
+        sizes = stage_sizes(config, stage)
         seconds = estimate_seconds(config, stage)
         total += seconds
         commands = [shlex.join(command.full_argv("python")) for command in stage.build(stage.folder(run_dir))]
         rows.append(
             {
                 "stage": stage.name,
-                "sizes": _size_text(stage_sizes(config, stage)),
-                "estimate": f"{seconds / 60:.1f} min",
+                "sizes": _size_text(sizes),
+                "estimate": "?" if "unknown" in sizes else f"{seconds / 60:.1f} min",
                 "seconds": seconds,
                 "commands": commands,
             }

@@ -1,0 +1,224 @@
+"""The loop: presets validate and plan, a changed setting reruns only what it affects, held-out
+problems never reach training, and the smoke preset runs every stage, survives a kill in the
+middle of a stage and resumes without redoing a finished one."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mathforge.cli import app
+from mathforge.errors import MathforgeError
+from mathforge.loop import PRESETS, Loop, load_config
+from mathforge.loop.stages import held_out_questions, normalise_question, write_problem_file
+from mathforge.loop.state import EVENTS_FILE, StageState
+
+runner = CliRunner()
+
+SMOKE_STAGES = [
+    "base/eval",
+    "it0/bootstrap",
+    "it0/sft",
+    "it0/sft-eval",
+    "it1/rm-data",
+    "it1/rm",
+    "it1/rm-eval",
+    "it1/rs",
+    "it1/sft",
+    "it1/sft-eval",
+    "it1/grpo",
+    "it1/grpo-eval",
+]
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_validates_and_plans_without_running(preset: str, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["loop", "plan", preset, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert "base/eval" in result.output and "estimated total" in result.output
+    assert "python -m mathforge eval" in result.output
+    assert not (tmp_path / "run").exists()  # plan writes nothing
+
+
+def test_gpu_preset_uses_vllm_the_launcher_and_the_reports_settings(tmp_path: Path) -> None:
+    config = load_config("gpu")
+    stages = {stage.name: stage for stage in Loop(config, tmp_path).stages}
+    sft = stages["it0/sft"].build(tmp_path / "it0/sft")[0].full_argv("python")
+    assert sft[:3] == ["accelerate", "launch", "--config_file"] and sft[4:7] == ["-m", "mathforge", "sft"]
+    rm_data = stages["it1/rm-data"].build(tmp_path / "it1/rm-data")[0].argv
+    assert rm_data[rm_data.index("--engine") + 1] == "vllm"
+    assert [rm_data[rm_data.index(flag) + 1] for flag in ("--n", "--temperature", "--top-p")] == [
+        "6",
+        "0.7",
+        "0.8",
+    ]
+    grpo = stages["it2/grpo"].build(tmp_path / "it2/grpo")[0].argv
+    assert int(grpo[grpo.index("--group") + 1]) >= 8
+    assert grpo[grpo.index("--model") + 1] == str(tmp_path / "it2/sft")
+    # Iteration 2 samples with iteration 1's final policy and trains its RM from it.
+    assert rm_data[rm_data.index("--model") + 1] == str(tmp_path / "it0/sft")
+    it2 = stages["it2/rm-data"].build(tmp_path / "it2/rm-data")[0].argv
+    assert it2[it2.index("--model") + 1] == str(tmp_path / "it1/grpo")
+
+
+def test_a_users_yaml_overrides_keys_of_its_preset(tmp_path: Path) -> None:
+    path = tmp_path / "mine.yaml"
+    path.write_text(
+        "preset: smoke\nsft:\n  max_steps: 7\nrs:\n  problems: {benches: [generated], gen_n: 3}\n"
+    )
+    config = load_config(str(path), ["grpo.steps=5", "eval.chunk_size=4"])
+    smoke = load_config("smoke")
+    assert config.sft.max_steps == 7 and config.sft.lr == smoke.sft.lr  # merged key by key
+    assert config.rs.problems.gen_n == 3 and config.rs.n == smoke.rs.n
+    assert config.grpo.steps == 5 and config.eval.chunk_size == 4
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "expected"),
+    [
+        ("preset: smoke\nsft:\n  max_stepz: 3\n", [], "sft.max_stepz"),
+        ("preset: smoke\n", ["rs.n"], "--set rs.n: expected KEY=VALUE"),
+        ("preset: smoke\neval:\n  sampled: {set: nowhere}\n", [], "'nowhere' is not one of eval.sets"),
+        ("preset: nosuch\n", [], "unknown preset 'nosuch'"),
+        ("preset: smoke\nsft: [1\n", [], "line 3: not valid YAML"),
+    ],
+)
+def test_a_bad_config_is_one_line_naming_the_setting(
+    tmp_path: Path, text: str, overrides: list[str], expected: str
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(MathforgeError) as caught:
+        load_config(str(path), overrides)
+    assert expected in str(caught.value) and "\n" not in str(caught.value)
+    args = ["loop", "plan", str(path), *[item for o in overrides for item in ("--set", o)]]
+    result = runner.invoke(app, args)
+    assert result.exit_code != 0
+
+
+def test_a_changed_setting_changes_only_its_stage_and_those_downstream(tmp_path: Path) -> None:
+    before = Loop(load_config("smoke"), tmp_path).fingerprints
+    after = Loop(load_config("smoke", ["rs.keep=2"]), tmp_path).fingerprints
+    changed = [name for name in SMOKE_STAGES if before[name] != after[name]]
+    assert changed == ["it1/rs", "it1/sft", "it1/sft-eval", "it1/grpo", "it1/grpo-eval"]
+    lr = Loop(load_config("smoke", ["sft.lr=0.002"]), tmp_path).fingerprints
+    assert [name for name in SMOKE_STAGES if before[name] == lr[name]] == ["base/eval", "it0/bootstrap"]
+    base = Loop(load_config("smoke", ["base=smollm2-135m"]), tmp_path).fingerprints
+    assert all(before[name] != base[name] for name in SMOKE_STAGES if name != "it0/bootstrap")
+
+
+def test_training_problems_equal_to_a_held_out_problem_are_left_out(tmp_path: Path) -> None:
+    # The same generator seed as the held-out set: every training problem is a held-out one.
+    config = load_config(
+        "smoke", ["rs.problems.gen_seed=0", "rs.problems.gen_families=[arithmetic,word_problem]"]
+    )
+    held_out = held_out_questions(config)
+    assert len(held_out) == config.eval.sets[0].gen_n
+    counts = write_problem_file(config, config.rs.problems, tmp_path / "problems.jsonl")
+    assert counts == {"problems": config.rs.problems.gen_n, "held_out_duplicates": config.rs.problems.gen_n}
+    assert (tmp_path / "problems.jsonl").read_text() == ""
+    other = write_problem_file(
+        load_config("smoke"), load_config("smoke").rs.problems, tmp_path / "other.jsonl"
+    )
+    rows = [json.loads(line) for line in (tmp_path / "other.jsonl").read_text().splitlines()]
+    assert other["held_out_duplicates"] == 0 and len(rows) == other["problems"]
+    assert not {normalise_question(row["question"]) for row in rows} & held_out
+
+
+def test_a_stage_alone_needs_its_inputs_done(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["loop", "run", "smoke", "--out", str(tmp_path), "--stage", "it0/sft"])
+    assert isinstance(result.exception, MathforgeError)
+    assert "it0/sft needs it0/bootstrap, which is pending" in str(result.exception)
+    result = runner.invoke(app, ["loop", "run", "smoke", "--out", str(tmp_path), "--stage", "it9/sft"])
+    assert isinstance(result.exception, MathforgeError)
+    assert "unknown stage(s) it9/sft" in str(result.exception)
+
+
+def _states(run: Path) -> dict[str, StageState | None]:
+    return {name: StageState.load(run / name, name) for name in SMOKE_STAGES}
+
+
+def _events(run: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in (run / EVENTS_FILE).read_text().splitlines()]
+
+
+@pytest.mark.timeout(900)
+def test_smoke_loop_runs_every_stage_resumes_after_a_kill_and_reports(tmp_path: Path) -> None:
+    run, empty = tmp_path / "run", tmp_path / "no-benchmarks"
+    empty.mkdir()
+    command = [sys.executable, "-m", "mathforge", "loop", "run", "smoke", "--out", str(run)]
+    command += ["--set", f"data_dir={empty}"]
+    env = {**os.environ, "COLUMNS": "200"}
+    log = (tmp_path / "first.log").open("w")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    # Kill the whole process group (the loop and the command it runs) once iteration 0's SFT model
+    # is being evaluated: a crash in the middle of a stage, after finished ones.
+    deadline = time.monotonic() + 600
+    while not (run / "it0/sft-eval/stage.json").is_file():
+        assert process.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    time.sleep(3)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    before = _states(run)
+    finished = [name for name, state in before.items() if state is not None and state.done]
+    assert finished[:3] == ["base/eval", "it0/bootstrap", "it0/sft"]
+    assert before["it0/sft-eval"] is not None and not before["it0/sft-eval"].done
+    events_before = len(_events(run))
+
+    second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=800)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    after = _states(run)
+    assert all(state is not None and state.done for state in after.values())
+    for name in finished:  # finished stages were not run again
+        assert after[name].finished_at == before[name].finished_at  # type: ignore[union-attr]
+    resumed = [event for event in _events(run)[events_before:] if event["event"] == "stage_start"]
+    assert [event["stage"] for event in resumed] == [name for name in SMOKE_STAGES if name not in finished]
+    assert resumed[0]["status"] == "partial"
+    for name in SMOKE_STAGES:
+        assert (run / name / "stage.json").is_file()
+    for model in ("it0/sft", "it1/sft", "it1/grpo"):
+        assert (run / model / "config.json").is_file() and (run / model / "model.safetensors").is_file()
+    assert (run / "it0/bootstrap/train.jsonl").read_text().strip()
+    assert "held-out accuracy by stage" in second.stdout
+
+    report_json, report_html = tmp_path / "report.json", tmp_path / "report.html"
+    result = runner.invoke(
+        app, ["loop", "report", str(run), "--json", str(report_json), "--html", str(report_html)]
+    )
+    assert result.exit_code == 0, result.output
+    payload = json.loads(report_json.read_text())
+    stages = {row["stage"] for row in payload["rows"]}
+    assert stages == {"base", "it0/sft", "it1/sft", "it1/grpo", "it1/rm-eval"}
+    for row in payload["rows"]:
+        assert {"stage", "set", "metric", "value", "ci", "diff_vs_base", "diff_ci"} <= set(row)
+    later = [row for row in payload["rows"] if row["stage"] in ("it0/sft", "it1/grpo")]
+    assert later and all(row["diff_ci"] is not None for row in later)
+    assert {"generated-cot", "generated-tir"} <= {row["set"] for row in payload["rows"]}
+    assert "<img" in report_html.read_text()
+
+    # A changed setting: status names the stage and the key; running that stage alone reruns only it.
+    status = runner.invoke(app, ["loop", "status", str(run)])
+    assert status.exit_code == 0 and status.output.count(" done ") == len(SMOKE_STAGES), status.output
+    changed = Loop(load_config("smoke", ["rs.keep=2", f"data_dir={empty}"]), run).statuses()
+    rows = {row.stage.name: row for row in changed}
+    assert rows["it1/rs"].status == "changed" and rows["it1/rs"].why == "rs.keep"
+    assert rows["it1/sft"].status == "changed" and rows["it1/sft"].why == "input it1/rs changed"
+    assert {name for name, row in rows.items() if row.status == "done"} == {
+        "base/eval",
+        "it0/bootstrap",
+        "it0/sft",
+        "it0/sft-eval",
+        "it1/rm-data",
+        "it1/rm",
+        "it1/rm-eval",
+    }
