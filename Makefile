@@ -41,15 +41,13 @@ upgrade:
 		> $(CONSTRAINTS)
 	rm -rf $(UPGRADE_VENV)
 
-# The main job on a fresh machine: the embedded model evaluated on seeded generated problems,
-# chain of thought against tool-integrated reasoning, then the side-by-side comparison.
-# Rerunning resumes the runs in $(DEMO_OUT) (finished problems are not generated again).
-DEMO_EVAL = --bench generated --gen-n 30 --gen-families arithmetic,word_problem,polynomial_roots \
-	--max-new-tokens 256
+# The main job: the self-improvement loop on the embedded model and built-in data (preset
+# `demo`): gold-data SFT, then RM data, the RM, rejection sampling, SFT and GRPO, each model
+# evaluated on held-out problems against the base. Rerunning resumes $(DEMO_OUT); GSM8K is added
+# where $$MATHFORGE_DATA_DIR (or ./data) holds gsm8k/{train,test}.jsonl.
 demo: $(STAMP)
-	$(VENV)/bin/mathforge eval $(DEMO_EVAL) --mode cot --out $(DEMO_OUT)/cot
-	$(VENV)/bin/mathforge eval $(DEMO_EVAL) --mode tir --out $(DEMO_OUT)/tir
-	$(VENV)/bin/mathforge report $(DEMO_OUT)/cot $(DEMO_OUT)/tir --html $(DEMO_OUT)/report.html
+	$(VENV)/bin/mathforge loop run demo --out $(DEMO_OUT) --html $(DEMO_OUT)/report.html \
+		--json $(DEMO_OUT)/report.json
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench

@@ -34,6 +34,10 @@ def run_command(
         typer.Option("--stage", help="Run only this stage (repeatable); its inputs must be done."),
     ] = None,
     overrides: SetOption = None,
+    html: Annotated[Path | None, typer.Option(help="Also write the report as an HTML page here.")] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the report's numbers here.")
+    ] = None,
 ) -> None:
     """Run every unfinished stage into OUT, then print the stage table and the held-out report."""
     from mathforge.loop import Loop, load_config
@@ -46,7 +50,7 @@ def run_command(
             "interrupted: finished stages and commands are kept; rerun the same command to resume"
         )
         raise typer.Exit(130) from None
-    _print_report(out)
+    _print_report(out, html, json_out)
 
 
 @loop_app.command("status")
