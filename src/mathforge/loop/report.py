@@ -209,39 +209,58 @@ def _with_ci(value: float | None, ci: list[float] | None, signed: bool = False) 
 
 
 def accuracy_table(report: dict[str, Any]) -> Table:
-    """Stage x held-out set: greedy pass@1 with its 95% CI and the paired difference from the base."""
-    keys = list(dict.fromkeys(f"{row['set']} {row['mode']}" for row in report["rows"]))
-    table = Table(title="held-out accuracy by stage (greedy pass@1 %, 95% CI; diff paired vs base)")
-    table.add_column("stage", no_wrap=True)
-    for key in keys:
-        table.add_column(key, justify="right", no_wrap=True)
-        table.add_column("vs base", justify="right", no_wrap=True)
-    stages = list(dict.fromkeys(row["stage"] for row in report["rows"]))
-    for stage in stages:
-        cells = []
-        for key in keys:
-            row = next(
-                (r for r in report["rows"] if r["stage"] == stage and f"{r['set']} {r['mode']}" == key), None
+    """Stage x held-out set: greedy pass@1 with its 95% CI and the paired difference from the base.
+
+    One row per stage and set keeps the table narrow whatever the number of sets."""
+    table = Table(title="held-out accuracy by stage (greedy pass@1 %, 95% CI; vs base: paired difference)")
+    for column in ("stage", "held-out set", "problems", "pass@1", "vs base"):
+        table.add_column(
+            column, justify="left" if column in ("stage", "held-out set") else "right", no_wrap=True
+        )
+    keys = list(dict.fromkeys((row["set"], row["mode"]) for row in report["rows"]))
+    for set_name, mode in keys:
+        rows = [row for row in report["rows"] if (row["set"], row["mode"]) == (set_name, mode)]
+        for index, row in enumerate(rows):
+            table.add_row(
+                row["stage"],
+                f"{set_name} {mode}",
+                str(row["problems"]),
+                _with_ci(row["value"], row["ci"]),
+                _with_ci(row["diff_vs_base"], row["diff_ci"], signed=True),
+                end_section=index == len(rows) - 1,
             )
-            cells.append(_with_ci(row["value"], row["ci"]) if row else "-")
-            cells.append(_with_ci(row["diff_vs_base"], row["diff_ci"], signed=True) if row else "-")
-        table.add_row(stage, *cells)
     return table
 
 
 def rm_table(report: dict[str, Any]) -> Table:
-    table = Table(title="reward model per iteration (sampled held-out; %, 95% CI)")
-    for column in ("iteration", "set", "n", "pass@1", "maj@n", "RM@n", "RM@n - maj@n", "pairwise acc."):
-        table.add_column(column, justify="right" if column != "iteration" else "left")
-    for row in report["rm"]:
-        cells = [row["iteration"], row["set"], str(row["n"])]
-        for key in ("pass", "maj", "rm"):
-            stat = row.get(key)
-            cells.append(_with_ci(stat["value"], stat["ci"]) if stat else "-")
+    """Per iteration: its policy's sampled pass@1, maj@n and RM@n on a held-out set, the paired
+    RM@n - maj@n, and the RM's held-out pairwise accuracy from training."""
+    table = Table(title="reward model per iteration (held-out, sampled; %, 95% CI)")
+    for column in ("iteration", "held-out set", "metric", "value"):
+        table.add_column(column, justify="right" if column == "value" else "left", no_wrap=True)
+    for index, row in enumerate(report["rm"]):
+        n = row["n"]
+        lines = [
+            (f"pass@1 (n={n})", row.get("pass")),
+            (f"maj@{n}", row.get("maj")),
+            (f"RM@{n}", row.get("rm")),
+        ]
+        cells = [(name, _with_ci(stat["value"], stat["ci"])) for name, stat in lines if stat]
         diff = row.get("rm_minus_maj")
-        cells.append(_with_ci(diff["value"], diff["ci"], signed=True) if diff else row.get("rm_skipped", "-"))
-        cells.append(_pct(row.get("pairwise_accuracy")))
-        table.add_row(*cells)
+        if diff:
+            cells.append((f"RM@{n} - maj@{n}", _with_ci(diff["value"], diff["ci"], signed=True)))
+        if row.get("pairwise_accuracy") is not None:
+            cells.append(("RM pairwise accuracy", _pct(row["pairwise_accuracy"])))
+        if row.get("rm_skipped"):
+            cells.append(("RM", f"not trained: {row['rm_skipped']}"))
+        for position, (name, value) in enumerate(cells):
+            table.add_row(
+                row["iteration"] if position == 0 else "",
+                row["set"] if position == 0 else "",
+                name,
+                value,
+                end_section=position == len(cells) - 1 and index < len(report["rm"]) - 1,
+            )
     return table
 
 
