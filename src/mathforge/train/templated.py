@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 from mathforge.data.generated import _number
 
@@ -59,12 +60,22 @@ def _final(*steps: Step, imports: tuple[str, ...] = ()) -> Worked:
 # --- arithmetic, equations, roots -------------------------------------------------------------
 
 
+_SUBTRACTION = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
+
+
 def _arithmetic(m: re.Match[str]) -> Worked:
     import sympy
 
     expression = m.group(1)
     value = int(sympy.sympify(expression))
-    return _final(_step("result", expression, value, f"Brackets first, then products: {expression}"))
+    smaller_minus_larger = _SUBTRACTION.match(expression)
+    if smaller_minus_larger and int(smaller_minus_larger.group(1)) < int(smaller_minus_larger.group(2)):
+        # A small model gets a - b with b > a wrong far more often than b - a: say it that way.
+        first, second = smaller_minus_larger.groups()
+        sentence = f"{second} is larger than {first}, so {expression} = -({second} - {first})"
+    else:
+        sentence = f"Brackets first, then products: {expression}"
+    return _final(_step("result", expression, value, sentence))
 
 
 def _linear(m: re.Match[str]) -> Worked:
@@ -94,7 +105,7 @@ def _roots(m: re.Match[str]) -> Worked:
         "roots",
         f"sorted(float(r) for r in solve({expression}, {var}) if r.is_real)",
         roots,
-        f"The real solutions of {expression} = 0 are found by solving for {var}.",
+        _roots_reasoning(expression, sympy.Poly(sympy.sympify(expression), symbol), var),
     )
     rounded = Step(
         "answer",
@@ -103,6 +114,34 @@ def _roots(m: re.Match[str]) -> Worked:
         f"Rounded to 4 decimal places they are {shown}.",
     )
     return Worked([solutions, rounded], shown, imports)
+
+
+def _roots_reasoning(expression: str, poly: Any, var: str) -> str:
+    """The steps a person writes: isolate the variable (degree 1) or use the discriminant (degree 2)."""
+    import sympy
+
+    coefficients = [sympy.nsimplify(c) for c in poly.all_coeffs()]
+    if poly.degree() == 1:
+        a, b = coefficients
+        divisor = f"({a})" if a < 0 else str(a)
+        lines = [f"{expression} = 0, so {a}*{var} = {-b}."] if b else []
+        lines.append(f"Divide both sides by {a}: {var} = {-b}/{divisor} = {_decimal(-b / a)}.")
+        return "\n".join(lines)
+    if poly.degree() == 2:
+        a, b, c = coefficients
+        discriminant = b * b - 4 * a * c
+        lines = [f"With a = {a}, b = {b}, c = {c}, the discriminant is b^2 - 4ac = {discriminant}."]
+        if discriminant < 0:
+            lines.append("It is negative, so there is no real solution.")
+        else:
+            lines.append(f"{var} = (-b ± sqrt({discriminant})) / (2*{a}).")
+        return "\n".join(lines)
+    return f"Solve {expression} = 0 for {var}."
+
+
+def _decimal(value: Any) -> str:
+    number = float(value)
+    return str(int(number)) if number == int(number) else str(round(number, 4))
 
 
 # --- number theory --------------------------------------------------------------------------
