@@ -268,7 +268,7 @@ def _iteration_zero(config: LoopConfig, run_dir: Path) -> list[Stage]:
         return commands
 
     def finish_bootstrap(folder: Path) -> dict[str, Any]:
-        files = sorted(folder.glob("[0-9]*-*.jsonl"))
+        files = [Path(command.output) for command in build_bootstrap(folder)]  # not stale ones
         merged = merge_records(files, folder / TRAIN_FILE, held_out_questions(config))
         merged["sources"] = {
             path.stem: _read_summary(path.with_name(f"{path.stem}.summary.json")) for path in files
