@@ -220,7 +220,11 @@ def build_stages(config: LoopConfig, run_dir: Path) -> list[Stage]:
 
 
 def _eval_stage(config: LoopConfig, run_dir: Path, name: str, model_stage: str | None) -> Stage:
-    sets = [item.model_dump() for item in eval_sets(config, model_stage)]
+    # Whether an optional set's data is here is part of what the stage evaluates.
+    sets = [
+        item.model_dump() | {"available": all(eval_set_available(config, bench) for bench in item.benches)}
+        for item in eval_sets(config, model_stage)
+    ]
     settings = {"sets": sets, "chunk_size": config.eval.chunk_size, "engine": config.engine}
     settings |= {"dtype": config.dtype, "data_dir": config.data_dir}
     if model_stage is None:
@@ -237,7 +241,11 @@ def _eval_stage(config: LoopConfig, run_dir: Path, name: str, model_stage: str |
 
 
 def _iteration_zero(config: LoopConfig, run_dir: Path) -> list[Stage]:
-    sources = [source.model_dump() for source in config.bootstrap]
+    sources = [
+        source.model_dump()
+        | {"available": source.source == "generated" or eval_set_available(config, source.source)}
+        for source in config.bootstrap
+    ]
 
     def build_bootstrap(folder: Path) -> list[Command]:
         commands = []
