@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mathforge.loop.config import LoopConfig, Problems
-from mathforge.loop.stages import Stage, eval_set_available, eval_sets
+from mathforge.loop.stages import Stage, bench_available, eval_sets
 
 GSM8K_SOLUTION_TOKENS = 180.0
 
@@ -82,7 +82,7 @@ def _sizes(config: LoopConfig, stage: Stage) -> dict[str, Any]:
         problems = responses = tokens = 0.0
         model_stage = None if stage.name == "base/eval" else stage.name.removesuffix("-eval")
         for item in eval_sets(config, model_stage):
-            if item.optional and not all(eval_set_available(config, bench) for bench in item.benches):
+            if item.optional and not all(bench_available(config, bench) for bench in item.benches):
                 continue
             count = _count(config, item.benches, item.split, item.limit, item.gen_n)
             problems += count
@@ -132,7 +132,7 @@ def _bootstrap_records(config: LoopConfig) -> int:
     for source in config.bootstrap:
         if source.source == "generated":
             count = source.limit or 1000
-        elif source.optional and not eval_set_available(config, source.source):
+        elif source.optional and not bench_available(config, source.source):
             continue
         else:
             count = _count(config, [source.source], source.split, source.limit, 0)
@@ -150,10 +150,10 @@ def _sft_records(config: LoopConfig, stage: Stage) -> int:
     return kept + (bootstrap if config.sft.mix_bootstrap else 0)
 
 
-def estimate_seconds(config: LoopConfig, stage: Stage) -> float:
-    """A stage's expected wall time from its sizes and the config's throughputs."""
+def estimate_seconds(config: LoopConfig, stage: Stage, sizes: dict[str, Any] | None = None) -> float:
+    """A stage's expected wall time from its sizes (computed unless given) and the config's throughputs."""
     est = config.estimate
-    sizes = stage_sizes(config, stage)
+    sizes = stage_sizes(config, stage) if sizes is None else sizes
     seconds = sizes.get("generate_tokens", 0) / est.generate_tokens_per_second
     seconds += sizes.get("train_tokens", 0) / est.train_tokens_per_second
     if stage.kind == "data":
@@ -193,7 +193,7 @@ def plan_rows(config: LoopConfig, run_dir: str | Path) -> tuple[list[dict[str, A
     rows, total = [], 0.0
     for stage in build_stages(config, run_dir):
         sizes = stage_sizes(config, stage)
-        seconds = estimate_seconds(config, stage)
+        seconds = estimate_seconds(config, stage, sizes)
         total += seconds
         commands = [shlex.join(command.full_argv("python")) for command in stage.build(stage.folder(run_dir))]
         rows.append(

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mathforge.data.decontam import record_question
 from mathforge.loop.config import EvalSet, LoopConfig, Problems
 
 BASE = "base"
@@ -94,8 +95,9 @@ def rm_path(run_dir: Path, iteration: int) -> str | None:
     return None if (folder / RM_SKIPPED).is_file() else str(folder)
 
 
-def eval_set_available(config: LoopConfig, bench: str) -> bool:
-    """Whether a held-out or training benchmark can be read here (its file under the data folder)."""
+def bench_available(config: LoopConfig, bench: str) -> bool:
+    """Whether a benchmark (held-out or training) can be read here: its folder under the data folder,
+    or its file."""
     from mathforge.data import default_data_dir
     from mathforge.data.sources import is_file_spec
 
@@ -124,7 +126,7 @@ def eval_commands(config: LoopConfig, model: str, folder: Path, model_stage: str
     """Greedy evaluation of ``model`` on its held-out sets in each of their modes."""
     commands = []
     for item in eval_sets(config, model_stage):
-        if item.optional and not all(eval_set_available(config, bench) for bench in item.benches):
+        if item.optional and not all(bench_available(config, bench) for bench in item.benches):
             continue
         for mode in item.modes:
             out = folder / f"{item.name}-{mode}"
@@ -147,7 +149,7 @@ def held_out_questions(config: LoopConfig) -> set[str]:
 
     questions: set[str] = set()
     for item in config.eval.sets:
-        benches = [bench for bench in item.benches if eval_set_available(config, bench)]
+        benches = [bench for bench in item.benches if bench_available(config, bench)]
         if not benches:
             continue
         source = ProblemSource(
@@ -194,11 +196,8 @@ def merge_records(files: list[Path], out: Path, held_out: set[str]) -> dict[str,
             for line in path.read_text(encoding="utf-8").splitlines():
                 if not line.strip():
                     continue
-                record = json.loads(line)
-                question = next(
-                    (m["content"] for m in reversed(record.get("prompt", [])) if m.get("role") == "user"), ""
-                )
-                if normalise_question(question) in held_out:
+                question, _ = record_question(json.loads(line))
+                if normalise_question(question or "") in held_out:
                     dropped += 1
                     continue
                 handle.write(line + "\n")
@@ -212,17 +211,17 @@ def _read_summary(path: Path) -> dict[str, Any]:
 
 def build_stages(config: LoopConfig, run_dir: Path) -> list[Stage]:
     """Every stage of ``config`` in the order it runs."""
-    stages = [_eval_stage(config, run_dir, BASE, None)]
+    stages = [_eval_stage(config, run_dir, None)]
     stages += _iteration_zero(config, run_dir)
     for iteration in range(1, config.iterations + 1):
         stages += _iteration(config, run_dir, iteration)
     return stages
 
 
-def _eval_stage(config: LoopConfig, run_dir: Path, name: str, model_stage: str | None) -> Stage:
+def _eval_stage(config: LoopConfig, run_dir: Path, model_stage: str | None) -> Stage:
     # Whether an optional set's data is here is part of what the stage evaluates.
     sets = [
-        item.model_dump() | {"available": all(eval_set_available(config, bench) for bench in item.benches)}
+        item.model_dump() | {"available": all(bench_available(config, bench) for bench in item.benches)}
         for item in eval_sets(config, model_stage)
     ]
     settings = {"sets": sets, "chunk_size": config.eval.chunk_size, "engine": config.engine}
@@ -243,14 +242,14 @@ def _eval_stage(config: LoopConfig, run_dir: Path, name: str, model_stage: str |
 def _iteration_zero(config: LoopConfig, run_dir: Path) -> list[Stage]:
     sources = [
         source.model_dump()
-        | {"available": source.source == "generated" or eval_set_available(config, source.source)}
+        | {"available": source.source == "generated" or bench_available(config, source.source)}
         for source in config.bootstrap
     ]
 
     def build_bootstrap(folder: Path) -> list[Command]:
         commands = []
         for index, source in enumerate(config.bootstrap):
-            if source.optional and source.source == "gsm8k" and not eval_set_available(config, "gsm8k"):
+            if source.optional and source.source == "gsm8k" and not bench_available(config, "gsm8k"):
                 continue
             for fmt in source.formats:
                 name = (
@@ -292,7 +291,7 @@ def _iteration_zero(config: LoopConfig, run_dir: Path) -> list[Stage]:
         finish=finish_bootstrap,
     )
     sft = _sft_stage(config, run_dir, 0, [run_dir / "it0/bootstrap" / TRAIN_FILE], ["it0/bootstrap"])
-    return [bootstrap, sft, _eval_stage(config, run_dir, "it0/sft-eval", "it0/sft")]
+    return [bootstrap, sft, _eval_stage(config, run_dir, "it0/sft")]
 
 
 def _eval_identity(config: LoopConfig) -> list[dict[str, Any]]:
@@ -464,12 +463,12 @@ def _iteration(config: LoopConfig, run_dir: Path, k: int) -> list[Stage]:
         data.append(run_dir / "it0/bootstrap" / TRAIN_FILE)
         inputs.append("it0/bootstrap")
     stages.append(_sft_stage(config, run_dir, k, data, inputs))
-    stages.append(_eval_stage(config, run_dir, f"{prefix}/sft-eval", f"{prefix}/sft"))
+    stages.append(_eval_stage(config, run_dir, f"{prefix}/sft"))
 
     # (c) GRPO on the new SFT policy with the shaped reward from RM_k.
     if config.grpo.enabled:
         stages.append(_grpo_stage(config, run_dir, k))
-        stages.append(_eval_stage(config, run_dir, f"{prefix}/grpo-eval", f"{prefix}/grpo"))
+        stages.append(_eval_stage(config, run_dir, f"{prefix}/grpo"))
     return stages
 
 
@@ -479,7 +478,7 @@ def _rm_eval_stage(config: LoopConfig, run_dir: Path, k: int, policy: str, polic
     item = next(item for item in config.eval.sets if item.name == sampled.set)
 
     def build(folder: Path) -> list[Command]:
-        if item.optional and not all(eval_set_available(config, bench) for bench in item.benches):
+        if item.optional and not all(bench_available(config, bench) for bench in item.benches):
             return []
         scorer = rm_path(run_dir, k)
         out = folder / f"{item.name}-{sampled.mode}"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -26,3 +29,37 @@ def dir_size(path: Path) -> int:
             except OSError:
                 continue
     return total
+
+
+def build_model_dir(target: Path, is_complete: Callable[[], bool], build: Callable[[Path], None]) -> Path:
+    """Build ``target`` once: under a file lock, into a temporary directory renamed into place, so a
+    crash never leaves half a model and two processes starting at once build it only once.
+
+    ``build`` writes the model into the directory it is given, its completion marker last;
+    ``is_complete`` says whether ``target`` already holds a current build.
+    """
+    if is_complete():
+        return target
+    from filelock import FileLock
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target.parent / f".{target.name}.lock")):
+        if is_complete():  # another process finished it while we waited
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the cache is an ordinary directory
+        try:
+            build(tmp)
+            if target.exists():  # an older build: move aside, then swap in the new one
+                stale = target.with_name(f".{target.name}.stale-{os.getpid()}")
+                os.rename(target, stale)
+                os.rename(tmp, target)
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                os.rename(tmp, target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return target

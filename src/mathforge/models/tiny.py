@@ -7,12 +7,9 @@ model cache once, under a file lock, like the embedded model.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
-from mathforge.models.cache import models_dir
+from mathforge.models.cache import build_model_dir, models_dir
 
 TINY_NAME = "tiny-random"
 MARKER = "mathforge-tiny.json"
@@ -29,29 +26,17 @@ def is_built() -> bool:
 
 def materialise_tiny() -> Path:
     """The tiny random model's directory, built on first use."""
-    target = tiny_dir()
     if is_built():
-        return target
-    from filelock import FileLock
-
+        return tiny_dir()
     from mathforge.models.embedded import materialise_embedded
 
     tokenizer_source = materialise_embedded()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target.parent / f".{TINY_NAME}.lock")):
-        if is_built():
-            return target
-        tmp = Path(tempfile.mkdtemp(prefix=f".{TINY_NAME}.", dir=target.parent))
-        try:
-            _build(tokenizer_source, tmp)
-            (tmp / MARKER).write_text(f'{{"seed": {SEED}}}\n', encoding="utf-8")
-            if target.exists():
-                shutil.rmtree(target)
-            os.rename(tmp, target)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-    return target
+
+    def build(out: Path) -> None:
+        _build(tokenizer_source, out)
+        (out / MARKER).write_text(f'{{"seed": {SEED}}}\n', encoding="utf-8")
+
+    return build_model_dir(tiny_dir(), is_built, build)
 
 
 def _build(tokenizer_source: Path, out: Path) -> None:

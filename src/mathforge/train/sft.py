@@ -119,12 +119,12 @@ def decontaminated(records: list[SFTRecord], data_dir: str | None) -> list[SFTRe
 
     from rich.console import Console
 
-    from mathforge.data.decontam import drop_contaminated
+    from mathforge.data.decontam import drop_contaminated, record_question
 
     questions = [
         SimpleNamespace(
             id=record.id,
-            question=next((m["content"] for m in reversed(record.prompt) if m["role"] == "user"), ""),
+            question=record_question({"prompt": record.prompt})[0] or "",
         )
         for record in records
     ]
