@@ -47,17 +47,17 @@ class FakeServer:
                     failure = server.failures.pop(0) if server.failures else None
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
-                try:
-                    server.release.wait(5)
-                    if failure is not None:
-                        self._send(failure, {"error": {"message": f"scripted failure {failure}"}})
-                    elif self.path != "/v1/completions" or body.get("max_tokens", 0) < 1:
-                        self._send(400, {"error": {"message": "max_tokens must be at least 1"}})
-                    else:
-                        self._send(200, server.answer(body))
-                finally:
-                    with server.lock:
-                        server.in_flight -= 1
+                server.release.wait(5)
+                # Out of flight before the reply goes out: once the client has it, it may send the
+                # next request, which must not be counted beside this one.
+                with server.lock:
+                    server.in_flight -= 1
+                if failure is not None:
+                    self._send(failure, {"error": {"message": f"scripted failure {failure}"}})
+                elif self.path != "/v1/completions" or body.get("max_tokens", 0) < 1:
+                    self._send(400, {"error": {"message": "max_tokens must be at least 1"}})
+                else:
+                    self._send(200, server.answer(body))
 
             def _send(self, status: int, payload: dict[str, Any]) -> None:
                 data = json.dumps(payload).encode()
