@@ -7,7 +7,8 @@ and computes the token-level NLL only where a label is set). TRL's own masks can
 tool mask: ``assistant_only_loss`` trains on the whole assistant turn, executor output included,
 and ``completion_only_loss`` on everything after the prompt. Everything else (optimiser, cosine
 schedule, mixed precision, checkpoints and resume, DDP, DeepSpeed and FSDP through accelerate)
-is the Trainer's.
+is the Trainer's. On a CPU the loss projects only the trained positions through the LM head
+(:mod:`mathforge.train.trained_tokens`): TRL's CPU path scores every position.
 
 The output directory is a complete model directory (weights, tokenizer with its chat template,
 generation config) that every loader of mathforge accepts, with the run's ``config.yaml``,
@@ -247,11 +248,11 @@ def run(config: SFTConfig, *, overwrite: bool = False, callbacks: list[Any] | No
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig as TRLConfig
-    from trl import SFTTrainer
 
     from mathforge.interrupt import SaveOnInterrupt
     from mathforge.models.resolve import resolve_model
     from mathforge.runs import ENVIRONMENT, check_identity, write_config_file
+    from mathforge.train.trained_tokens import TrainedTokenSFTTrainer
 
     out = Path(config.out)
     where = training_placement(config.bf16)
@@ -323,7 +324,7 @@ def run(config: SFTConfig, *, overwrite: bool = False, callbacks: list[Any] | No
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     timer = StepTimer()
     interrupt = SaveOnInterrupt()
-    trainer = SFTTrainer(
+    trainer = TrainedTokenSFTTrainer(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(train_set.rows),

@@ -1,0 +1,120 @@
+"""The CPU SFT loss on trained positions only equals TRL's loss, gradients and metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("trl")
+
+from datasets import Dataset  # noqa: E402
+from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
+from trl import SFTConfig  # noqa: E402
+
+from mathforge.prompts import prompt_messages  # noqa: E402
+from mathforge.solve.code import output_block  # noqa: E402
+from mathforge.train.records import SFTRecord  # noqa: E402
+from mathforge.train.tokenize import IGNORE_INDEX, tokenize_record  # noqa: E402
+from mathforge.train.trained_tokens import TrainedTokenSFTTrainer  # noqa: E402
+
+
+def _records(count: int) -> list[dict[str, Any]]:
+    """TIR-shaped records of different lengths: prompt, model text, executor output (masked), model text."""
+    rows = []
+    for index in range(count):
+        first = "Let me compute it." + " Step." * (index % 5) + f"\n```python\nprint({index} * 7)\n```\n"
+        tool = output_block(str(index * 7), first)
+        last = f"So the answer is $\\boxed{{{index * 7}}}$."
+        response = first + tool + last
+        record = SFTRecord.from_dict(
+            {
+                "id": f"r/{index}",
+                "prompt": prompt_messages(f"What is {index} times 7?", "tir"),
+                "response": response,
+                "segments": [
+                    {"kind": "model", "start": 0, "end": len(first)},
+                    {"kind": "tool", "start": len(first), "end": len(first) + len(tool)},
+                    {"kind": "model", "start": len(first) + len(tool), "end": len(response)},
+                ],
+            }
+        )
+        rows.append(record)
+    return rows
+
+
+@pytest.fixture()
+def trainer(tmp_path: Path, tiny_model_dir: Path) -> TrainedTokenSFTTrainer:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    rows = [tokenize_record(tokenizer, record) for record in _records(8)]
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    args = SFTConfig(
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=4,
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        max_length=256,
+    )
+    return TrainedTokenSFTTrainer(
+        model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer
+    )
+
+
+def _loss_and_grads(
+    trainer: TrainedTokenSFTTrainer, batch: dict[str, Any], ours: bool
+) -> tuple[float, list[Any]]:
+    trainer.model.zero_grad()
+    trainer.trained_tokens_only = ours
+    loss = trainer.compute_loss(trainer.model, dict(batch))
+    loss.backward()
+    grads = [param.grad.clone() for param in trainer.model.parameters() if param.grad is not None]
+    return float(loss.detach()), grads
+
+
+def test_the_trained_token_loss_equals_trls_with_the_same_gradients(trainer: TrainedTokenSFTTrainer) -> None:
+    assert trainer.trained_tokens_only  # a CPU run takes this path
+    batch = next(iter(trainer.get_train_dataloader()))
+    labels = batch["labels"]
+    assert (labels == IGNORE_INDEX).any() and (labels != IGNORE_INDEX).any()  # masked and trained positions
+    assert (batch["attention_mask"] == 0).any()  # padding in the batch
+    trainer.model.train()
+
+    ours, our_grads = _loss_and_grads(trainer, batch, ours=True)
+    our_metrics = {key: list(values) for key, values in trainer._metrics["train"].items()}
+    trainer._metrics["train"].clear()
+    theirs, their_grads = _loss_and_grads(trainer, batch, ours=False)
+    their_metrics = trainer._metrics["train"]
+
+    assert ours == pytest.approx(theirs, rel=1e-5)
+    assert len(our_grads) == len(their_grads)
+    for mine, reference in zip(our_grads, their_grads, strict=True):
+        assert torch.allclose(mine, reference, rtol=1e-4, atol=1e-6)
+    assert our_metrics["entropy"][0] == pytest.approx(their_metrics["entropy"][0], rel=1e-4)
+    assert our_metrics["mean_token_accuracy"] == their_metrics["mean_token_accuracy"]
+    assert our_metrics["num_tokens"] == [int(batch["attention_mask"].sum())]
+
+
+def test_the_loss_divides_by_the_accumulated_batch_count(trainer: TrainedTokenSFTTrainer) -> None:
+    batch = next(iter(trainer.get_train_dataloader()))
+    trained = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    alone = trainer.compute_loss(trainer.model, dict(batch))
+    accumulated = trainer.compute_loss(
+        trainer.model, dict(batch), num_items_in_batch=torch.tensor(3 * trained)
+    )
+    assert float(accumulated) == pytest.approx(float(alone) / 3, rel=1e-5)
+
+
+def test_other_loss_settings_keep_trls_path(tmp_path: Path, tiny_model_dir: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    rows = [tokenize_record(tokenizer, record) for record in _records(2)]
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    args = SFTConfig(
+        output_dir=str(tmp_path / "out"), use_cpu=True, bf16=False, report_to="none", loss_type="dft"
+    )
+    trainer = TrainedTokenSFTTrainer(
+        model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer
+    )
+    assert not trainer.trained_tokens_only
