@@ -171,7 +171,7 @@ class SampledEval(_Strict):
 class EvalStage(_Strict):
     sets: list[EvalSet] = Field(min_length=1)
     sampled: SampledEval | None = None
-    chunk_size: int = 32
+    chunk_size: int = 64  # the hf engine keeps 64 rows live on a CPU: smaller chunks leave it idle
 
 
 class Estimate(_Strict):
