@@ -14,7 +14,12 @@ rerun skips finished stages and the commands themselves resume unfinished ones):
 5. per mode, pass@1 before and after with CIs and the paired difference after - before on the
    same problem ids (``mathforge.eval.report.compare_runs``, as ``mathforge report`` does), and
    the TIR model's tool use: executions per problem, the share that ran ok, responses with code;
-6. training throughput against TRL's plain ``SFTTrainer`` on the same records and settings
+6. the loop's step on real data: one rejection-sampling round on GSM8K train with the
+   bootstrapped model (``mathforge rs``, n samples per problem, TIR, graded against gold) and a
+   second SFT that continues from the bootstrapped model on the kept responses, then the same
+   greedy evaluation of that model, compared with the base and with the bootstrapped model
+   (``--rs-problems 0`` leaves the round out);
+7. training throughput against TRL's plain ``SFTTrainer`` on the same records and settings
    (conversational prompt-completion data through TRL's own chat-template handling with
    ``completion_only_loss``; TRL cannot mask the executor output, so it trains on it too):
    ``--trl-steps`` steps of our trainer (``mathforge.train.sft.run``) and then of TRL's, each in
@@ -25,7 +30,8 @@ rerun skips finished stages and the commands themselves resume unfinished ones):
 Prints a table to stderr and ONE JSON line to stdout; every command's output goes to stderr.
 
     .venv/bin/python bench/sft.py [--out runs/bench_sft] [--data-dir DIR] [--train-problems N]
-        [--max-steps S] [--eval-problems 200] [--max-new-tokens 512] [--trl-steps 10] [--smoke]
+        [--max-steps S] [--eval-problems 200] [--max-new-tokens 512] [--trl-steps 10]
+        [--rs-problems 300] [--rs-n 8] [--smoke]
 """
 
 from __future__ import annotations
@@ -194,10 +200,18 @@ def _sft_args(
     ]  # fmt: skip
 
 
-def evaluate(args: argparse.Namespace, stages: Stages) -> dict[str, Any]:
+def evaluated_models(args: argparse.Namespace) -> dict[str, str]:
+    """The models evaluated, by name: the base, the bootstrapped model, the rejection-sampling one."""
+    models = {"before": BASE, "after": str(args.out / "model")}
+    if args.rs_problems > 0:
+        models["after_rs"] = str(args.out / "model_rs")
+    return models
+
+
+def evaluate(args: argparse.Namespace, stages: Stages, models: dict[str, str]) -> dict[tuple[str, str], Path]:
     runs = {}
     for mode in MODES:
-        for when, model in (("before", BASE), ("after", str(args.out / "model"))):
+        for when, model in models.items():
             run = args.out / f"{when}_{mode}"
             runs[(when, mode)] = run
             if _finished(run, model, mode, args):
@@ -225,24 +239,73 @@ def _finished(run: Path, model: str, mode: str, args: argparse.Namespace) -> boo
     return json.loads(metrics.read_text())["benchmarks"].get("gsm8k", {}).get("problems") == limit
 
 
-def compare(args: argparse.Namespace, runs: dict[tuple[str, str], Path]) -> dict[str, Any]:
+def compare(runs: dict[tuple[str, str], Path], names: list[str]) -> dict[str, Any]:
+    """Per mode: each model's pass@1 with its CI, every later model's paired difference from the
+    base (``paired_diff`` for the bootstrapped model, ``paired_diff_rs`` for the rejection-sampling
+    one) and the rejection-sampling model's from the bootstrapped one, and tool use."""
     from mathforge.eval.report import compare_runs, load_run
 
     result: dict[str, Any] = {}
     for mode in MODES:
-        before, after = load_run(runs[("before", mode)]), load_run(runs[("after", mode)])
-        row = compare_runs([before, after])["benchmarks"]["gsm8k"]["pass@1"]
-        stats = [_value(stat) for stat in row["values"]]
-        diff = row["diffs"][0]
-        result[mode] = {
-            "problems": row["problems"],
-            "before": stats[0],
-            "after": stats[1],
-            "paired_diff": {"diff": diff["diff"], "ci": diff["ci"], "problems": diff["problems"]},
-            "dtype": {w: _dtype(runs[(w, mode)]) for w in ("before", "after")},
-            "tools": {"before": tool_stats(before), "after": tool_stats(after)},
-        }
+        loaded = [load_run(runs[(name, mode)]) for name in names]
+        row = compare_runs(loaded)["benchmarks"]["gsm8k"]["pass@1"]
+        entry: dict[str, Any] = {"problems": row["problems"]}
+        for name, stat in zip(names, row["values"], strict=True):
+            entry[name] = _value(stat)
+        for name, diff in zip(names[1:], row["diffs"], strict=True):
+            key = "paired_diff" if name == "after" else f"paired_diff_{name.removeprefix('after_')}"
+            entry[key] = _diff(diff)
+        if "after_rs" in names:
+            step = compare_runs([loaded[1], loaded[2]])["benchmarks"]["gsm8k"]["pass@1"]["diffs"][0]
+            entry["paired_diff_rs_vs_after"] = _diff(step)
+        entry["dtype"] = {name: _dtype(runs[(name, mode)]) for name in names}
+        entry["tools"] = {name: tool_stats(run) for name, run in zip(names, loaded, strict=True)}
+        result[mode] = entry
     return result
+
+
+def _diff(diff: dict[str, Any]) -> dict[str, Any]:
+    return {"diff": diff["diff"], "ci": diff["ci"], "problems": diff["problems"]}
+
+
+def rejection_sampling(args: argparse.Namespace, stages: Stages) -> dict[str, Any]:
+    """``mathforge rs`` with the bootstrapped model on the first ``--rs-problems`` GSM8K train problems
+    (it resumes its own sampling run), then ``mathforge sft`` from that model on the kept records."""
+    records = args.out / "rs.jsonl"
+    summary_file = args.out / "rs.summary.json"  # the command writes it beside its records
+    previous = stages.done("rs")
+    settings = {"problems": args.rs_problems, "n": args.rs_n, "max_new_tokens": args.max_new_tokens}
+    if not (previous and records.exists() and previous.get("settings") == settings):
+        start = time.perf_counter()
+        _mathforge(
+            "rs", "--model", str(args.out / "model"), "--problems", "gsm8k", "--split", "train",
+            "--data-dir", str(args.data_dir), "--limit", str(args.rs_problems), "--mode", "tir",
+            "--n", str(args.rs_n), "--max-new-tokens", str(args.max_new_tokens),
+            "-o", str(records),
+        )  # fmt: skip
+        stages.record("rs", time.perf_counter() - start, settings=settings)
+    summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+    if not summary.get("responses_kept"):
+        print("rs kept no response: no second SFT", file=sys.stderr, flush=True)
+        return {"rs": summary, "sft": None}
+    model = args.out / "model_rs"
+    metrics_file = model / "metrics.json"
+    from mathforge.train.sft import data_fingerprint
+
+    if not (
+        metrics_file.exists()
+        and _read_yaml(model / "config.yaml").get("data_sha256") == data_fingerprint([str(records)])
+    ):
+        start = time.perf_counter()
+        _mathforge(
+            "sft", "--data", str(records), "--base", str(args.out / "model"), "--out", str(model),
+            "--epochs", "1", "--lr", str(args.rs_lr), "--batch-size", str(args.batch_size),
+            "--grad-accum", str(args.grad_accum), "--max-length", str(args.max_length),
+            "--eval-examples", "0", "--logging-steps", str(args.logging_steps),
+        )  # fmt: skip
+        stages.record("sft_rs", time.perf_counter() - start)
+    metrics = json.loads(metrics_file.read_text())
+    return {"rs": summary, "sft": {key: metrics.get(key) for key in SFT_KEYS}}
 
 
 def _value(stat: Any) -> dict[str, Any]:
@@ -444,6 +507,20 @@ def trl_child(spec: dict[str, Any]) -> None:
 # --- report ------------------------------------------------------------------------------------
 
 
+SFT_KEYS = (
+    "steps",
+    "examples",
+    "eval_examples",
+    "truncated",
+    "trained_tokens",
+    "tokens_per_second",
+    "train_loss",
+    "eval_loss_start",
+    "eval_loss",
+    "global_batch",
+)
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
@@ -453,26 +530,33 @@ def _ci(stat: dict[str, Any]) -> str:
     return f"{_pct(stat.get('value'))} [{_pct(ci[0])}, {_pct(ci[1])}]"
 
 
+def _signed(diff: dict[str, Any]) -> str:
+    return f"{100 * diff['diff']:+.1f} [{100 * diff['ci'][0]:+.1f}, {100 * diff['ci'][1]:+.1f}]"
+
+
 def print_table(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="bootstrap SFT: held-out GSM8K test, greedy pass@1 %")
-    columns = ("mode", "problems", "before", "after", "after - before (paired)", "exec/problem", "exec ok")
+    table = Table(title="SFT: held-out GSM8K test, greedy pass@1 %")
+    columns = ("mode", "model", "problems", "pass@1", "vs base (paired)", "exec/problem", "exec ok")
     for column in columns:
         table.add_column(column, justify="right")
     for mode, row in result["eval"].items():
-        diff = row["paired_diff"]
-        tools = row["tools"]["after"]
-        table.add_row(
-            mode,
-            str(diff["problems"]),
-            _ci(row["before"]),
-            _ci(row["after"]),
-            f"{100 * diff['diff']:+.1f} [{100 * diff['ci'][0]:+.1f}, {100 * diff['ci'][1]:+.1f}]",
-            "-" if tools["executions_per_problem"] is None else f"{tools['executions_per_problem']:.2f}",
-            _pct(tools["executions_ok_share"]),
-        )
+        for name in ("before", "after", "after_rs"):
+            if name not in row:
+                continue
+            key = {"before": None, "after": "paired_diff", "after_rs": "paired_diff_rs"}[name]
+            tools = row["tools"][name]
+            table.add_row(
+                mode,
+                {"before": "base", "after": "bootstrap SFT", "after_rs": "+ RS round"}[name],
+                str(max(row["problems"])) if isinstance(row["problems"], list) else str(row["problems"]),
+                _ci(row[name]),
+                _signed(row[key]) if key else "",
+                "-" if tools["executions_per_problem"] is None else f"{tools['executions_per_problem']:.2f}",
+                _pct(tools["executions_ok_share"]),
+            )
     console = Console(stderr=True, width=140)
     console.print(table)
     speed = result["throughput"]
@@ -500,6 +584,11 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=512)
     parser.add_argument("--eval-dtype", default="auto", help="eval --dtype (auto: bf16 where native).")
     parser.add_argument("--trl-steps", type=int, default=10, help="Steps of each throughput run.")
+    parser.add_argument(
+        "--rs-problems", type=int, default=300, help="GSM8K train problems of the RS round (0: none)."
+    )
+    parser.add_argument("--rs-n", type=int, default=8, help="Samples per problem in the RS round.")
+    parser.add_argument("--rs-lr", type=float, default=5e-5, help="Peak LR of the SFT after the RS round.")
     parser.add_argument("--smoke", action="store_true", help="Tiny everything (checks the pipeline).")
     parser.add_argument("--trl-child", help=argparse.SUPPRESS)
     parser.add_argument("--ours-child", help=argparse.SUPPRESS)
@@ -514,6 +603,7 @@ def main() -> None:
         args.train_problems, args.max_steps, args.batch_size, args.grad_accum = 8, 2, 2, 1
         args.eval_problems, args.max_new_tokens, args.trl_steps = 5, 48, 2
         args.sft_eval_examples, args.logging_steps = 0, 1
+        args.rs_problems, args.rs_n = 4, 2
         if args.out == ROOT / "runs" / "bench_sft":
             args.out = ROOT / "runs" / "bench_sft_smoke"
     gsm8k = args.data_dir / "gsm8k"
@@ -527,9 +617,15 @@ def main() -> None:
     data = bootstrap(args, stages)
     clean = decontaminate(args, stages)
     trained = sft(args, stages)
-    runs = evaluate(args, stages)
-    eval_result = compare(args, runs)
     trl = trl_baseline(args, stages)
+    models = evaluated_models(args)
+    runs = evaluate(args, stages, {name: models[name] for name in ("before", "after")})
+    rs_round = rejection_sampling(args, stages) if "after_rs" in models else None
+    if rs_round is not None and rs_round["sft"] is not None:
+        runs |= evaluate(args, stages, {"after_rs": models["after_rs"]})
+    else:
+        models.pop("after_rs", None)
+    eval_result = compare(runs, list(models))
 
     ours = trl["ours_same_steps"].get("steady_tokens_per_second")
     theirs = trl.get("steady_tokens_per_second")
@@ -554,21 +650,8 @@ def main() -> None:
             }
             for fmt in MODES
         },
-        "sft": {
-            key: metrics.get(key)
-            for key in (
-                "steps",
-                "examples",
-                "eval_examples",
-                "truncated",
-                "trained_tokens",
-                "tokens_per_second",
-                "train_loss",
-                "eval_loss_start",
-                "eval_loss",
-                "global_batch",
-            )
-        },
+        "sft": {key: metrics.get(key) for key in SFT_KEYS},
+        "rs_round": rs_round,
         "throughput": {
             "ours_tokens_per_second": round(ours, 1) if ours else None,
             "trl_tokens_per_second": round(theirs, 1) if theirs else None,
