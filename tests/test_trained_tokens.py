@@ -118,3 +118,61 @@ def test_other_loss_settings_keep_trls_path(tmp_path: Path, tiny_model_dir: Path
         model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer
     )
     assert not trainer.trained_tokens_only
+
+
+def test_grpo_completion_log_probs_equal_trls(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from trl import GRPOConfig
+
+    from mathforge.train.trained_tokens import CompletionTokenGRPOTrainer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    args = GRPOConfig(
+        output_dir=str(tmp_path / "out"),
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        per_device_train_batch_size=2,
+        num_generations=2,
+        temperature=0.7,
+        beta=0.1,
+    )
+    trainer = CompletionTokenGRPOTrainer(
+        model=model,
+        reward_funcs=[lambda completions, **kwargs: [0.0] * len(completions)],
+        args=args,
+        train_dataset=Dataset.from_list([{"prompt": "What is 6 times 7?"}] * 2),
+        processing_class=tokenizer,
+    )
+    assert trainer.completion_tokens_only and trainer.ref_model is not None
+    generator = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(3, 200, (3, 20), generator=generator)
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[0, :4] = 0  # left-padded prompt
+    attention_mask[1, -3:] = 0  # completion padded after its end
+    keep = 8
+    results = {}
+    for ours in (True, False):
+        trainer.completion_tokens_only = ours
+        trainer.model.zero_grad()
+        logps, entropy, _ = trainer._get_per_token_logps_and_entropies(
+            trainer.model, input_ids, attention_mask, keep, batch_size=2, compute_entropy=True
+        )
+        (logps * attention_mask[:, -keep:]).sum().backward()
+        grads = [p.grad.clone() for p in trainer.model.parameters() if p.grad is not None]
+        with torch.no_grad():
+            reference, _, _ = trainer._get_per_token_logps_and_entropies(
+                trainer.ref_model, input_ids, attention_mask, keep, batch_size=3
+            )
+        results[ours] = (logps.detach(), entropy, grads, reference)
+    valid = attention_mask[:, -keep:].bool()
+    (ours_logps, ours_entropy, ours_grads, ours_ref), (logps, entropy, grads, ref) = (
+        results[True],
+        results[False],
+    )
+    assert ours_logps.shape == logps.shape == (3, keep)
+    assert torch.allclose(ours_logps[valid], logps[valid], atol=1e-5)
+    assert torch.allclose(ours_entropy[valid], entropy[valid], atol=1e-4)
+    assert torch.allclose(ours_ref[valid], ref[valid], atol=1e-5)
+    for mine, reference_grad in zip(ours_grads, grads, strict=True):
+        assert torch.allclose(mine, reference_grad, rtol=1e-4, atol=1e-6)

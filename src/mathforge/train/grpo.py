@@ -218,7 +218,7 @@ def run(
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.trainer_callback import PrinterCallback
     from transformers.trainer_utils import get_last_checkpoint
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOConfig
 
     from mathforge.engines.base import SamplingParams
     from mathforge.interrupt import SaveOnInterrupt
@@ -227,6 +227,7 @@ def run(
     from mathforge.train.grpo_log import SaveLastStep, StepLog, keep_steps_up_to
     from mathforge.train.rewards import MathReward
     from mathforge.train.rollouts import Rollout, hf_engine_on_policy, vllm_engine_on_policy
+    from mathforge.train.trained_tokens import CompletionTokenGRPOTrainer
 
     if config.engine == "trl" and config.mode == "tir":
         raise MathforgeError(
@@ -339,7 +340,7 @@ def run(
             seed=config.seed,
         )
     interrupt = SaveOnInterrupt()
-    trainer = GRPOTrainer(
+    trainer = CompletionTokenGRPOTrainer(
         model=model,
         reward_funcs=[MathReward(scorer), *(extra_rewards or [])],
         args=args,

@@ -1,4 +1,4 @@
-"""SFT loss on the trained tokens only, where TRL's log-prob kernel has no compact path (the CPU).
+"""The LM head on trained tokens only, where TRL's log-prob kernel has no compact path (the CPU).
 
 TRL's ``SFTTrainer`` projects the hidden states through the LM head with its chunked log-prob
 kernel. On CUDA/XPU it scores only the positions whose label is set; elsewhere it scores every
@@ -11,6 +11,8 @@ CPU: the backbone runs as usual, the LM head runs on the labelled positions only
 autocast as the rest of the model, and the loss is the same token-level NLL (sum over trained
 tokens divided by the trained-token count of the whole accumulated batch, as TRL divides it).
 The entropy and mean-token-accuracy metrics TRL logs are computed on the same positions.
+:class:`CompletionTokenGRPOTrainer` does the same for GRPO's per-token log-probabilities (policy
+and reference), which TRL's CPU path computes for the prompt positions too.
 
 The head is added by patching the model's ``forward`` (as TRL adds its own fused head), so the
 call still goes through DDP's and accelerate's wrappers (gradient sync, autocast).
@@ -22,9 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from transformers.utils import ModelOutput
-from trl import SFTTrainer
+from trl import GRPOTrainer, SFTTrainer
 
 from mathforge.train.tokenize import IGNORE_INDEX
 
@@ -43,11 +44,12 @@ _LOGIT_TRANSFORMS = (
 
 @dataclass
 class TrainedTokenOutput(ModelOutput):
-    """Sums over the trained positions of one micro-batch (reduced by the trainer)."""
+    """Per position of the shifted sequence (``[batch, length - 1]``), zero where no label is set:
+    the label's log-probability (differentiable) and the entropy (detached); and counts."""
 
-    nll_sum: torch.Tensor | None = None
+    log_probs: torch.Tensor | None = None
+    entropy: torch.Tensor | None = None
     trained: torch.Tensor | None = None
-    entropy_sum: torch.Tensor | None = None
     correct: torch.Tensor | None = None
 
 
@@ -58,7 +60,8 @@ def plain_head(model: Any) -> bool:
 
 
 def add_trained_token_head(model: Any) -> None:
-    """Let ``model(..., labels=L, trained_tokens_only=True)`` return :class:`TrainedTokenOutput`.
+    """Let ``model(..., labels=L, trained_tokens_only=True[, temperature=T])`` return
+    :class:`TrainedTokenOutput`, projecting only the positions whose next-token label is set.
 
     Without the flag the forward is the one the model had, so generation and TRL's paths are
     unchanged.
@@ -69,20 +72,28 @@ def add_trained_token_head(model: Any) -> None:
         if not kwargs.pop(TRAINED_ONLY, False):
             return original_forward(*args, **kwargs)
         labels = kwargs.pop("labels")
+        temperature = kwargs.pop("temperature", 1.0)
         kwargs.pop("num_items_in_batch", None)
         kwargs["use_cache"] = False
         hidden = model.get_decoder()(*args, **kwargs).last_hidden_state
         targets = labels[:, 1:]
         trained = targets != IGNORE_INDEX
         logits = model.get_output_embeddings()(hidden[:, :-1][trained]).float()
+        if temperature != 1.0:
+            logits = logits / temperature
+        log_softmax = logits.log_softmax(-1)
         wanted = targets[trained]
-        nll_sum = F.cross_entropy(logits, wanted, reduction="sum")
+        picked = log_softmax.gather(-1, wanted[:, None]).squeeze(-1)
         with torch.no_grad():
-            log_probs = logits.detach().log_softmax(-1)
-            entropy_sum = -(log_probs.exp() * log_probs).sum()
-            correct = (log_probs.argmax(-1) == wanted).sum()
+            detached = log_softmax.detach()
+            entropy = -(detached.exp() * detached).sum(-1)
+            correct = (detached.argmax(-1) == wanted).sum()
+        grid = torch.zeros(trained.shape, dtype=picked.dtype, device=picked.device)
         return TrainedTokenOutput(
-            nll_sum=nll_sum, trained=trained.sum(), entropy_sum=entropy_sum, correct=correct
+            log_probs=grid.masked_scatter(trained, picked),
+            entropy=grid.masked_scatter(trained, entropy),
+            trained=trained.sum(),
+            correct=correct,
         )
 
     model.forward = forward
@@ -116,13 +127,14 @@ class TrainedTokenSFTTrainer(SFTTrainer):
         mode = "train" if self.model.training else "eval"
         outputs = model(**inputs, **{TRAINED_ONLY: True})
         count = outputs.trained if num_items_in_batch is None else num_items_in_batch
-        loss = outputs.nll_sum / torch.as_tensor(count).clamp(min=1)
+        loss = -outputs.log_probs.sum() / torch.as_tensor(count).clamp(min=1)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * self.accelerator.num_processes  # DDP averages gradients; the count is global
         gather = self.accelerator.gather_for_metrics
         valid = gather(outputs.trained).sum()
         if valid > 0:
-            self._metrics[mode]["entropy"].append((gather(outputs.entropy_sum).sum() / valid).item())
+            entropy = gather(outputs.entropy.sum()).sum()
+            self._metrics[mode]["entropy"].append((entropy / valid).item())
             self._metrics[mode]["mean_token_accuracy"].append((gather(outputs.correct).sum() / valid).item())
         if mode == "train":
             self._total_train_tokens += _batch_tokens(inputs, gather)
@@ -136,3 +148,62 @@ def _batch_tokens(inputs: dict[str, Any], gather: Any) -> int:
         return int(gather(inputs["attention_mask"].sum()).sum().item())
     local = torch.tensor(inputs["position_ids"].size(1), device=inputs["position_ids"].device)
     return int(gather(local).sum().item())
+
+
+class CompletionTokenGRPOTrainer(GRPOTrainer):
+    """TRL's ``GRPOTrainer`` whose per-token log-probabilities, on a CPU, project only the completion.
+
+    TRL's CPU path scores the prompt positions too and discards them; this one projects the
+    completion positions only, for the policy and the reference model alike. Multimodal inputs,
+    the MoE auxiliary loss, an entropy bonus (which needs the entropy's gradient) and models with
+    transformed logits go to TRL's method unchanged.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.completion_tokens_only = (
+            self.args.device.type == "cpu" and not self._entropy_bonus_enabled and plain_head(self.model)
+        )
+        if self.completion_tokens_only:
+            add_trained_token_head(self.model)
+            if self.ref_model is not None:
+                add_trained_token_head(self.ref_model)
+
+    def _get_per_token_logps_and_entropies(
+        self,
+        model: Any,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        logits_to_keep: int,
+        batch_size: int | None = None,
+        compute_entropy: bool = False,
+        compute_aux_loss: bool = False,
+        **multimodal: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        if (
+            not self.completion_tokens_only
+            or compute_aux_loss
+            or any(value is not None for value in multimodal.values())
+        ):
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, batch_size,
+                compute_entropy, compute_aux_loss, **multimodal,
+            )  # fmt: skip
+        batch_size = batch_size or input_ids.size(0)
+        log_probs, entropies = [], []
+        for start in range(0, input_ids.size(0), batch_size):
+            ids, mask = input_ids[start : start + batch_size], attention_mask[start : start + batch_size]
+            labels = ids.masked_fill(mask == 0, IGNORE_INDEX)
+            labels[:, :-logits_to_keep] = IGNORE_INDEX  # only the completion is scored
+            with self.accelerator.autocast():
+                outputs = model(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    labels=labels,
+                    temperature=self.temperature,
+                    **{TRAINED_ONLY: True},
+                )
+            log_probs.append(outputs.log_probs[:, -logits_to_keep:])
+            entropies.append(outputs.entropy[:, -logits_to_keep:])
+        entropy = torch.cat(entropies) if compute_entropy else None
+        return torch.cat(log_probs), entropy, None
