@@ -17,37 +17,18 @@ import pytest
 def tiny_causal_lm(
     tokenizer: Any, arch: str = "llama", seed: int = 0, sharpness: float = 1.0, **overrides: Any
 ) -> Any:
-    """A randomly initialised float32 ``arch`` ("llama" or "qwen2") causal LM sized for ``tokenizer``.
+    """The package's tiny random ``arch`` causal LM (:func:`mathforge.models.tiny.tiny_causal_lm`).
 
     A random model spreads its next-token probability over the whole vocabulary; ``sharpness``
     scales the (tied) output embedding so the distribution peaks like a trained model's.
     """
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-    classes = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}
-    config_class, model_class = classes[arch]
-    eos = tokenizer.eos_token_id
-    settings = {
-        "vocab_size": len(tokenizer),
-        "hidden_size": 64,
-        "intermediate_size": 128,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 4096,
-        "bos_token_id": tokenizer.bos_token_id,
-        "eos_token_id": eos,
-        "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos,
-        "tie_word_embeddings": True,
-    }
-    settings.update(overrides)
-    torch.manual_seed(seed)
-    model = model_class(config_class(**settings)).eval()
+    from mathforge.models.tiny import tiny_causal_lm as build
+
+    model = build(tokenizer, arch, seed, **overrides)
     with torch.no_grad():
         model.get_output_embeddings().weight.mul_(sharpness)
-    model.generation_config.eos_token_id = eos
-    model.generation_config.pad_token_id = settings["pad_token_id"]
     return model
 
 
