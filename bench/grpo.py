@@ -8,11 +8,20 @@
    (``--engine hf``) and with TRL's built-in generation (``--engine trl``, ``model.generate``),
    same group and problems per step; steps per minute and seconds per step.
 
+3. ``--mode tir`` (section 4's TIR half): the same before/after on greedy TIR, from a model that
+   writes code (``--model``: the bootstrapped TIR model of ``bench/sft.py``, e.g.
+   ``runs/bench_sft/model``), on ``--problems gsm8k`` (GSM8K train for training, the first
+   ``--heldout-n`` test problems held out; ``--data-dir``) or a ``generated`` family; with tool
+   use per rollout from the step log (code executions per rollout, the share that ran ok,
+   executor-output tokens masked out of the loss) and per held-out response before and after.
+
 Prints one JSON line. The defaults (40 steps of 2 problems x 8 responses) are sized for about 30
 minutes on 2 cores but were only smoke-tested; ``--smoke`` runs every phase at toy size to check
 the script. A killed run resumes its training phase from the last checkpoint.
 
     .venv/bin/python bench/grpo.py [--steps 40] [--out runs/bench-grpo] [--smoke]
+    .venv/bin/python bench/grpo.py --mode tir --model runs/bench_sft/model --problems gsm8k \
+        --lr 2e-6 --max-new-tokens 320 --out runs/bench-grpo-tir
 """
 
 from __future__ import annotations
@@ -28,26 +37,57 @@ from typing import Any
 MODEL = "smollm2-135m"
 
 
-def heldout(family: str, level: int, count: int, train_questions: set[str]) -> list[Any]:
-    """Problems of the family from seed 1, minus any question the training problems also hold."""
-    from mathforge.data import generate_problems
+def heldout(args: argparse.Namespace) -> list[Any]:
+    """The held-out problems: GSM8K test's first ``heldout_n``, or the family's problems from seed 1
+    minus any question the training problems (seed 0) also hold."""
+    from mathforge.data import generate_problems, load_problems
 
-    problems = generate_problems(count * 2, seed=1, level=level, families=[family])
-    return [p for p in problems if p.question not in train_questions][:count]
+    if args.problems == "gsm8k":
+        return load_problems("gsm8k", data_dir=args.data_dir, split="test", limit=args.heldout_n)
+    family, level = [args.family], args.level
+    train_questions = {
+        p.question for p in generate_problems(args.train_n, seed=0, level=level, families=family)
+    }
+    problems = generate_problems(args.heldout_n * 2, seed=1, level=level, families=family)
+    return [p for p in problems if p.question not in train_questions][: args.heldout_n]
 
 
-def pass_at_1(model: str, problems: list[Any], max_new_tokens: int) -> list[float]:
-    """Per-problem greedy CoT correctness (1.0 or 0.0)."""
+def pass_at_1(model: str, problems: list[Any], max_new_tokens: int, mode: str) -> dict[str, Any]:
+    """Per-problem greedy correctness (1.0 or 0.0) in ``mode``, and the responses' code executions."""
     from mathforge.answers import grade
     from mathforge.engines import SamplingParams
     from mathforge.engines.hf import HFEngine
     from mathforge.solve import solve
 
     engine = HFEngine.load(model)
-    groups = solve(
-        [p.question for p in problems], engine, "cot", params=SamplingParams(max_new_tokens=max_new_tokens)
-    )
-    return [float(bool(grade(group[0].response, p.gold))) for p, group in zip(problems, groups, strict=True)]
+    questions = [p.question for p in problems]
+    groups = solve(questions, engine, mode, params=SamplingParams(max_new_tokens=max_new_tokens))
+    responses = [group[0] for group in groups]
+    executions = [execution for response in responses for execution in response.executions]
+    return {
+        "correct": [float(bool(grade(r.response, p.gold))) for p, r in zip(problems, responses, strict=True)],
+        "executions_per_problem": len(executions) / len(responses),
+        "executions_ok_share": sum(e["status"] == "ok" for e in executions) / len(executions)
+        if executions
+        else None,
+    }
+
+
+def tool_use(out: str) -> dict[str, Any]:
+    """Means over the training steps' log: code executions per rollout, the share that ran ok,
+    executor-output tokens masked out of the loss per step."""
+    steps = [json.loads(line) for line in (Path(out) / "steps.jsonl").read_text().splitlines()]
+
+    def mean(key: str) -> float | None:
+        values = [step[key] for step in steps if step.get(key) is not None]
+        return statistics.mean(values) if values else None
+
+    return {
+        "tool_calls_per_rollout": mean("tool_calls"),
+        "tool_ok_share": mean("tool_ok_share"),
+        "masked_tokens_per_step": mean("masked_tokens"),
+        "steps": len(steps),
+    }
 
 
 def seconds_per_step(config: Any) -> dict[str, float | None]:
@@ -72,6 +112,10 @@ def seconds_per_step(config: Any) -> dict[str, float | None]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mode", choices=("cot", "tir"), default="cot")
+    parser.add_argument("--model", default=MODEL, help="Starting policy (tir: a model that writes code).")
+    parser.add_argument("--problems", choices=("generated", "gsm8k"), default="generated")
+    parser.add_argument("--data-dir", default=None, help="Benchmark folder for --problems gsm8k.")
     parser.add_argument("--family", default="arithmetic")
     parser.add_argument("--level", type=int, default=1)
     parser.add_argument("--train-n", type=int, default=200)
@@ -92,21 +136,25 @@ def main() -> None:
         args.train_n, args.heldout_n, args.steps, args.group = 8, 8, 2, 2
         args.problems_per_step, args.max_new_tokens, args.throughput_steps = 2, 16, 1
 
-    from mathforge.data import generate_problems
     from mathforge.metrics import bootstrap_ci, paired_difference
     from mathforge.train.grpo import GRPORunConfig
 
-    train_questions = {
-        p.question for p in generate_problems(args.train_n, seed=0, level=args.level, families=[args.family])
-    }
-    problems = heldout(args.family, args.level, args.heldout_n, train_questions)
+    problems = heldout(args)
+    source: dict[str, Any] = (
+        {"problems": "gsm8k", "split": "train", "limit": args.train_n, "data_dir": args.data_dir}
+        if args.problems == "gsm8k"
+        else {
+            "problems": "generated",
+            "gen_n": args.train_n,
+            "gen_seed": 0,
+            "gen_level": args.level,
+            "gen_families": [args.family],
+        }
+    )
     config = GRPORunConfig(
-        model=MODEL,
-        problems="generated",
-        gen_n=args.train_n,
-        gen_seed=0,
-        gen_level=args.level,
-        gen_families=[args.family],
+        model=args.model,
+        mode=args.mode,
+        **source,
         out=str(args.out / "policy"),
         group=args.group,
         problems_per_step=args.problems_per_step,
@@ -119,14 +167,16 @@ def main() -> None:
 
     from mathforge.train.grpo import run
 
-    before = pass_at_1(MODEL, problems, args.max_new_tokens)
+    before = pass_at_1(args.model, problems, args.max_new_tokens, args.mode)
     started = time.perf_counter()
     result = run(config)  # resumes a killed bench run
     train_seconds = time.perf_counter() - started
-    after = pass_at_1(config.out, problems, args.max_new_tokens)
+    after = pass_at_1(config.out, problems, args.max_new_tokens, args.mode)
+    correct = before.pop("correct"), after.pop("correct")
 
     throughput = {}
-    for engine in ("hf", "trl"):
+    # TRL's own generation writes plain completions: the comparison is CoT's.
+    for engine in ("hf", "trl") if args.mode == "cot" else ():
         probe = config.model_copy(
             update={
                 "engine": engine,
@@ -136,24 +186,31 @@ def main() -> None:
         )
         throughput[engine] = seconds_per_step(probe)
         shutil.rmtree(probe.out, ignore_errors=True)
-    mean = sum(before) / len(before), sum(after) / len(after)
+    mean = [sum(values) / len(values) for values in correct]
     print(
         json.dumps(
             {
                 "bench": "grpo",
+                "mode": args.mode,
+                "model": args.model,
+                "problems": args.problems,
                 "family": args.family,
                 "level": args.level,
                 "heldout_problems": len(problems),
-                "pass@1_before": {"value": mean[0], "ci": bootstrap_ci(before)},
-                "pass@1_after": {"value": mean[1], "ci": bootstrap_ci(after)},
-                "difference": paired_difference(before, after),
+                "pass@1_before": {"value": mean[0], "ci": bootstrap_ci(correct[0])},
+                "pass@1_after": {"value": mean[1], "ci": bootstrap_ci(correct[1])},
+                "difference": paired_difference(*correct),
+                "heldout_tools": {"before": before, "after": after} if args.mode == "tir" else None,
+                "training_tools": tool_use(config.out) if args.mode == "tir" else None,
                 "steps": result.steps,
                 "train_seconds": train_seconds,
                 "reward_first": result.reward_first,
                 "reward_last": result.reward_last,
                 "throughput": throughput,
                 "rollout_speedup": throughput["trl"]["seconds_per_step"]
-                / throughput["hf"]["seconds_per_step"],
+                / throughput["hf"]["seconds_per_step"]
+                if throughput
+                else None,
                 "settings": {key: str(value) for key, value in vars(args).items()},
             }
         )
