@@ -45,7 +45,8 @@ _LOGIT_TRANSFORMS = (
 @dataclass
 class TrainedTokenOutput(ModelOutput):
     """Per position of the shifted sequence (``[batch, length - 1]``), zero where no label is set:
-    the label's log-probability (differentiable) and the entropy (detached); and counts."""
+    the label's log-probability (differentiable) and the entropy (detached, when asked); and counts
+    of trained positions and of those whose label is the top token (when asked)."""
 
     log_probs: torch.Tensor | None = None
     entropy: torch.Tensor | None = None
@@ -60,8 +61,9 @@ def plain_head(model: Any) -> bool:
 
 
 def add_trained_token_head(model: Any) -> None:
-    """Let ``model(..., labels=L, trained_tokens_only=True[, temperature=T])`` return
-    :class:`TrainedTokenOutput`, projecting only the positions whose next-token label is set.
+    """Let ``model(..., labels=L, trained_tokens_only=True[, temperature=T, statistics=False])``
+    return :class:`TrainedTokenOutput`, projecting only the positions whose next-token label is set
+    (``statistics=False``: no entropy or accuracy).
 
     Without the flag the forward is the one the model had, so generation and TRL's paths are
     unchanged.
@@ -73,6 +75,7 @@ def add_trained_token_head(model: Any) -> None:
             return original_forward(*args, **kwargs)
         labels = kwargs.pop("labels")
         temperature = kwargs.pop("temperature", 1.0)
+        statistics = kwargs.pop("statistics", True)
         kwargs.pop("num_items_in_batch", None)
         kwargs["use_cache"] = False
         hidden = model.get_decoder()(*args, **kwargs).last_hidden_state
@@ -84,17 +87,14 @@ def add_trained_token_head(model: Any) -> None:
         log_softmax = logits.log_softmax(-1)
         wanted = targets[trained]
         picked = log_softmax.gather(-1, wanted[:, None]).squeeze(-1)
-        with torch.no_grad():
-            detached = log_softmax.detach()
-            entropy = -(detached.exp() * detached).sum(-1)
-            correct = (detached.argmax(-1) == wanted).sum()
         grid = torch.zeros(trained.shape, dtype=picked.dtype, device=picked.device)
-        return TrainedTokenOutput(
-            log_probs=grid.masked_scatter(trained, picked),
-            entropy=grid.masked_scatter(trained, entropy),
-            trained=trained.sum(),
-            correct=correct,
-        )
+        output = TrainedTokenOutput(log_probs=grid.masked_scatter(trained, picked), trained=trained.sum())
+        if statistics:  # a pass over the whole vocabulary per position: only when someone reads them
+            with torch.no_grad():
+                detached = log_softmax.detach()
+                output.entropy = grid.masked_scatter(trained, -(detached.exp() * detached).sum(-1))
+                output.correct = (detached.argmax(-1) == wanted).sum()
+        return output
 
     model.forward = forward
 
@@ -201,9 +201,10 @@ class CompletionTokenGRPOTrainer(GRPOTrainer):
                     attention_mask=mask,
                     labels=labels,
                     temperature=self.temperature,
+                    statistics=compute_entropy,
                     **{TRAINED_ONLY: True},
                 )
             log_probs.append(outputs.log_probs[:, -logits_to_keep:])
-            entropies.append(outputs.entropy[:, -logits_to_keep:])
-        entropy = torch.cat(entropies) if compute_entropy else None
-        return torch.cat(log_probs), entropy, None
+            if compute_entropy:
+                entropies.append(outputs.entropy[:, -logits_to_keep:])
+        return torch.cat(log_probs), torch.cat(entropies) if compute_entropy else None, None
