@@ -17,7 +17,8 @@
 
 Prints one JSON line. The defaults (40 steps of 2 problems x 8 responses) are sized for about 30
 minutes on 2 cores but were only smoke-tested; ``--smoke`` runs every phase at toy size to check
-the script. A killed run resumes its training phase from the last checkpoint.
+the script. A killed run keeps its finished held-out evaluations and resumes training from the
+last checkpoint.
 
     .venv/bin/python bench/grpo.py [--steps 40] [--out runs/bench-grpo] [--smoke]
     .venv/bin/python bench/grpo.py --mode tir --model runs/bench_sft/model --problems gsm8k \
@@ -71,6 +72,29 @@ def pass_at_1(model: str, problems: list[Any], max_new_tokens: int, mode: str) -
         if executions
         else None,
     }
+
+
+def cached_pass_at_1(
+    file: Path, model: str, problems: list[Any], max_new_tokens: int, mode: str, steps: int | None = None
+) -> dict[str, Any]:
+    """``pass_at_1`` stored in ``file``, so a bench run killed later (training takes most of it)
+    does not redo a finished evaluation; a stored result for other settings (or a policy trained
+    for another number of ``steps``) is recomputed."""
+    settings = {
+        "model": str(model),
+        "steps": steps,
+        "problems": [p.id for p in problems],
+        "max_new_tokens": max_new_tokens,
+        "mode": mode,
+    }
+    if file.exists():
+        stored = json.loads(file.read_text())
+        if stored.get("settings") == settings:
+            return stored["result"]
+    result = pass_at_1(model, problems, max_new_tokens, mode)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(json.dumps({"settings": settings, "result": result}))
+    return result
 
 
 def tool_use(out: str) -> dict[str, Any]:
@@ -167,11 +191,15 @@ def main() -> None:
 
     from mathforge.train.grpo import run
 
-    before = pass_at_1(args.model, problems, args.max_new_tokens, args.mode)
+    before = cached_pass_at_1(
+        args.out / "heldout-before.json", args.model, problems, args.max_new_tokens, args.mode
+    )
     started = time.perf_counter()
     result = run(config)  # resumes a killed bench run
     train_seconds = time.perf_counter() - started
-    after = pass_at_1(config.out, problems, args.max_new_tokens, args.mode)
+    after = cached_pass_at_1(
+        args.out / "heldout-after.json", config.out, problems, args.max_new_tokens, args.mode, result.steps
+    )
     correct = before.pop("correct"), after.pop("correct")
 
     throughput = {}
