@@ -103,17 +103,17 @@ def bootstrap(args: argparse.Namespace, stages: Stages) -> dict[str, Any]:
     for fmt in MODES:
         name = f"bootstrap_{fmt}"
         out = args.out / f"{fmt}.jsonl"
+        limit = args.cot_problems if fmt == "cot" and args.cot_problems >= 0 else args.train_problems
         previous = stages.done(name)
-        if previous and out.exists() and previous.get("limit") == args.train_problems:
+        if previous and out.exists() and previous.get("limit") == limit:
             counts[fmt] = previous["summary"]
             continue
-        print(f"$ mathforge data bootstrap --format {fmt} -o {out}", file=sys.stderr, flush=True)
+        command = f"$ mathforge data bootstrap --format {fmt} --limit {limit} -o {out}"
+        print(command, file=sys.stderr, flush=True)
         start = time.perf_counter()
-        summary = write_bootstrap(
-            "gsm8k", fmt, out, split="train", data_dir=args.data_dir, limit=args.train_problems
-        )
+        summary = write_bootstrap("gsm8k", fmt, out, split="train", data_dir=args.data_dir, limit=limit)
         counts[fmt] = {"read": summary.read, "written": summary.written, "dropped": dict(summary.dropped)}
-        stages.record(name, time.perf_counter() - start, limit=args.train_problems, summary=counts[fmt])
+        stages.record(name, time.perf_counter() - start, limit=limit, summary=counts[fmt])
     return counts
 
 
@@ -196,7 +196,8 @@ def _sft_args(
         "--max-steps", str(steps), "--epochs", str(args.epochs), "--lr", str(args.lr),
         "--batch-size", str(args.batch_size), "--grad-accum", str(args.grad_accum),
         "--max-length", str(args.max_length), "--eval-examples", str(held_out),
-        "--logging-steps", str(args.logging_steps),
+        "--logging-steps", str(args.logging_steps), "--save-steps", str(args.save_steps),
+        "--eval-steps", str(args.sft_eval_steps),
     ]  # fmt: skip
 
 
@@ -572,6 +573,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_sft")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--train-problems", type=int, default=1100, help="GSM8K train problems bootstrapped.")
+    parser.add_argument(
+        "--cot-problems", type=int, default=-1,
+        help="GSM8K train problems bootstrapped as CoT (-1: --train-problems); fewer weights the mix to TIR.",
+    )  # fmt: skip
     parser.add_argument("--max-steps", type=int, default=-1, help="SFT optimiser steps (-1: --epochs).")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--lr", type=float, default=1e-4, help="Peak LR (full fine-tuning of a 135M model).")
@@ -580,6 +585,8 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=1024)
     parser.add_argument("--sft-eval-examples", type=int, default=50, help="SFT held-out-loss problems.")
     parser.add_argument("--logging-steps", type=int, default=5)
+    parser.add_argument("--save-steps", type=int, default=100, help="SFT checkpoint cadence.")
+    parser.add_argument("--sft-eval-steps", type=int, default=100, help="SFT held-out-loss cadence.")
     parser.add_argument("--eval-problems", type=int, default=200, help="GSM8K test problems per mode.")
     parser.add_argument("--max-new-tokens", type=int, default=512)
     parser.add_argument("--eval-dtype", default="auto", help="eval --dtype (auto: bf16 where native).")
