@@ -16,7 +16,8 @@ rerun skips finished stages and the commands themselves resume unfinished ones):
    the TIR model's tool use: executions per problem, the share that ran ok, responses with code;
 6. the loop's step on real data: one rejection-sampling round on GSM8K train with the
    bootstrapped model (``mathforge rs``, n samples per problem, TIR, graded against gold) and a
-   second SFT that continues from the bootstrapped model on the kept responses, then the same
+   second SFT that continues from the bootstrapped model on the kept responses (with
+   ``--rs-gold-replay`` gold records per kept response mixed in), then the same
    greedy evaluation of that model, compared with the base and with the bootstrapped model
    (``--rs-problems 0`` leaves the round out);
 7. training throughput against TRL's plain ``SFTTrainer`` on the same records and settings
@@ -293,13 +294,14 @@ def rejection_sampling(args: argparse.Namespace, stages: Stages) -> dict[str, An
     metrics_file = model / "metrics.json"
     from mathforge.train.sft import data_fingerprint
 
-    if not (
-        metrics_file.exists()
-        and _read_yaml(model / "config.yaml").get("data_sha256") == data_fingerprint([str(records)])
-    ):
+    data = [str(records)]
+    if args.rs_gold_replay > 0:
+        data.append(str(gold_replay(args, summary["responses_kept"])))
+    trained = _read_yaml(model / "config.yaml").get("data_sha256")
+    if not (metrics_file.exists() and trained == data_fingerprint(data)):
         start = time.perf_counter()
         _mathforge(
-            "sft", "--data", str(records), "--base", str(args.out / "model"), "--out", str(model),
+            "sft", "--data", ",".join(data), "--base", str(args.out / "model"), "--out", str(model),
             "--epochs", "1", "--lr", str(args.rs_lr), "--batch-size", str(args.batch_size),
             "--grad-accum", str(args.grad_accum), "--max-length", str(args.max_length),
             "--eval-examples", "0", "--logging-steps", str(args.logging_steps),
@@ -307,6 +309,27 @@ def rejection_sampling(args: argparse.Namespace, stages: Stages) -> dict[str, An
         stages.record("sft_rs", time.perf_counter() - start)
     metrics = json.loads(metrics_file.read_text())
     return {"rs": summary, "sft": {key: metrics.get(key) for key in SFT_KEYS}}
+
+
+def gold_replay(args: argparse.Namespace, kept: int) -> Path:
+    """``--rs-gold-replay`` x ``kept`` gold records drawn (seeded) from the decontaminated bootstrap
+    files, TIR and CoT alike: the second SFT continues from the bootstrapped model, and training it on
+    a few self-generated responses to easy problems alone narrows what it learnt from the gold data
+    (the report instead retrains from the base on gold + rejection-sampled data, a full SFT again)."""
+    import random
+
+    target = args.out / "rs_gold_replay.jsonl"
+    gold = [
+        line
+        for fmt in MODES
+        for line in (args.out / f"{fmt}.clean.jsonl").read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+    chosen = random.Random(0).sample(gold, min(len(gold), args.rs_gold_replay * kept))
+    text = "".join(line + "\n" for line in chosen)
+    if not target.exists() or target.read_text(encoding="utf-8") != text:
+        target.write_text(text, encoding="utf-8")
+    return target
 
 
 def _value(stat: Any) -> dict[str, Any]:
@@ -596,6 +619,10 @@ def main() -> None:
     )
     parser.add_argument("--rs-n", type=int, default=8, help="Samples per problem in the RS round.")
     parser.add_argument("--rs-lr", type=float, default=5e-5, help="Peak LR of the SFT after the RS round.")
+    parser.add_argument(
+        "--rs-gold-replay", type=int, default=3,
+        help="Gold records mixed into the RS round's SFT per kept response (0: the kept responses only).",
+    )  # fmt: skip
     parser.add_argument("--smoke", action="store_true", help="Tiny everything (checks the pipeline).")
     parser.add_argument("--trl-child", help=argparse.SUPPRESS)
     parser.add_argument("--ours-child", help=argparse.SUPPRESS)
