@@ -281,7 +281,7 @@ def test_loaded_engine_relays_its_linear_layers_with_the_same_outputs(tiny_model
 
 
 def test_transposed_linear_weights_give_the_same_outputs() -> None:
-    # Layers left unpacked (no MKL, or bfloat16) keep their weights stored transposed.
+    # float32 layers left unpacked (no MKL) keep their weights stored transposed; bf16 ones do not.
     from mathforge.engines.hf.kernels import store_linear_weights_transposed
 
     torch.manual_seed(0)
@@ -291,6 +291,9 @@ def test_transposed_linear_weights_give_the_same_outputs() -> None:
     store_linear_weights_transposed(model)
     assert model[0].weight.t().is_contiguous() and model[2].weight.t().is_contiguous()
     torch.testing.assert_close(model(hidden), expected)
+    half = torch.nn.Linear(16, 8).to(torch.bfloat16)
+    store_linear_weights_transposed(half)
+    assert half.weight.is_contiguous()
 
 
 def test_bfloat16_engine_runs(tiny_model_dir: Any) -> None:
@@ -298,6 +301,85 @@ def test_bfloat16_engine_runs(tiny_model_dir: Any) -> None:
     assert engine.model.dtype == torch.bfloat16
     out = engine.generate(PROMPTS, SamplingParams(max_new_tokens=6))
     assert all(len(group[0].token_ids) == 6 for group in out)
+
+
+def _bf16_layers_compared(engine: HFEngine, tiny_model_dir: Any) -> list[torch.nn.Module]:
+    """The engine's linear layers, each checked against the same layer of the model as saved."""
+    from transformers import AutoModelForCausalLM
+
+    plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.bfloat16).eval()
+    layers = dict(engine.model.named_modules())
+    originals = {name: m for name, m in plain.named_modules() if isinstance(m, torch.nn.Linear)}
+    for name, original in originals.items():
+        for rows in (1, 3, 64):
+            hidden = torch.randn(rows, 2, original.in_features).to(torch.bfloat16)
+            with torch.inference_mode():
+                torch.testing.assert_close(layers[name](hidden), original(hidden), rtol=2e-2, atol=2e-2)
+    return [layers[name] for name in originals]
+
+
+def test_bfloat16_engine_packs_its_linear_layers_where_onednn_can(tiny_model_dir: Any) -> None:
+    # Where oneDNN runs bf16 (x86 builds; natively on AVX512_BF16/AMX, emulated on AVX-512), every
+    # bf16 linear layer is prepacked; where it cannot, the layers stay plain and row-major.
+    from mathforge.engines.hf.kernels import PackedBF16Linear, _can_pack
+
+    engine = load_engine("hf", model=str(tiny_model_dir), dtype="bfloat16")
+    layers = _bf16_layers_compared(engine, tiny_model_dir)
+    packed = [layer for layer in layers if isinstance(layer, PackedBF16Linear)]
+    if packed:
+        assert _can_pack(torch.bfloat16) and len(packed) == len(layers)
+    else:
+        assert all(type(layer) is torch.nn.Linear and layer.weight.is_contiguous() for layer in layers)
+
+
+def test_bfloat16_engine_keeps_plain_layers_where_packing_fails(
+    tiny_model_dir: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The branch a CPU without oneDNN bf16 kernels takes, forced: the pack raises.
+    from mathforge.engines.hf import kernels
+
+    def fail(linear: torch.nn.Linear, *, shared: bool) -> torch.nn.Module:
+        raise RuntimeError("could not create a primitive")
+
+    monkeypatch.setattr(kernels, "_packed", fail)
+    monkeypatch.setattr(kernels, "_can_pack", lambda dtype: True)
+    engine = load_engine("hf", model=str(tiny_model_dir), dtype="bfloat16")
+    layers = _bf16_layers_compared(engine, tiny_model_dir)
+    assert all(type(layer) is torch.nn.Linear and layer.weight.is_contiguous() for layer in layers)
+    out = engine.generate(PROMPTS, SamplingParams(max_new_tokens=6))
+    assert all(len(group[0].token_ids) == 6 for group in out)
+
+
+@pytest.mark.parametrize("loaded", [True, False], ids=["loaded", "callers-model"])
+def test_the_output_layer_gets_a_contiguous_input_during_generation(
+    loaded: bool, tiny_model_dir: Any, embedded_tokenizer: Any
+) -> None:
+    # A prefill's last position is a strided slice of its hidden states; handed to the output
+    # layer as it is, matmul would copy the whole weight once per row.
+    engine = (
+        load_engine("hf", model=str(tiny_model_dir), dtype="float32")
+        if loaded
+        else HFEngine(tiny_causal_lm(embedded_tokenizer), embedded_tokenizer)
+    )
+    head = engine.model.get_output_embeddings()
+    final_norm = engine.model.model.norm  # its output is what the model slices for the head
+    widths: list[tuple[int, int]] = []
+    contiguous: list[bool] = []
+    probes = [
+        final_norm.register_forward_hook(lambda m, args, out: widths.append(tuple(out.shape[:2]))),
+        head.register_forward_hook(lambda m, args, out: contiguous.append(args[0].is_contiguous())),
+    ]
+    try:
+        # Prompts of one length share a prefill group: several rows, several tokens each.
+        engine.generate(
+            ["What is 2 + 2?", "What is 3 + 5?", "What is 7 + 1?"], SamplingParams(max_new_tokens=4)
+        )
+    finally:
+        for probe in probes:
+            probe.remove()
+    assert any(rows > 1 and width > 1 for rows, width in widths)  # a prefill of several prompts
+    assert contiguous and all(contiguous)
+    assert not head._forward_pre_hooks  # nothing left on the model after the call
 
 
 def test_loaded_engine_packs_its_linear_layers_with_the_same_outputs(tiny_model_dir: Any) -> None:

@@ -95,8 +95,9 @@ class HFEngine:
     ) -> HFEngine:
         """Load a model by name, directory or hub id; ``dtype="auto"`` picks bf16 where it is fast.
 
-        ``pack_linear``: on CPU, run float32 linear layers on MKL's packed GEMM where this torch
-        has it (same outputs, faster); off keeps plain layers (the baseline, and a check).
+        ``pack_linear``: on CPU, run linear layers on prepacked weights where this torch can
+        (MKL's GEMM in float32, oneDNN's in bf16: same outputs, faster); off keeps plain layers
+        (the baseline, and a check).
         """
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -138,6 +139,8 @@ class HFEngine:
         prefix: BatchCache | None = None
         training = self.model.training  # a policy being trained generates in eval mode, then resumes
         self.model.eval()
+        output_layer = self.model.get_output_embeddings()
+        hook = output_layer.register_forward_pre_hook(_contiguous_input) if output_layer is not None else None
         try:
             with torch.inference_mode():
                 # The start all prompts share (system prompt, chat header, few-shot exemplars) is
@@ -163,6 +166,8 @@ class HFEngine:
                         if not batch.rows:
                             batch = None
         finally:
+            if hook is not None:
+                hook.remove()
             self.model.train(training)
             if bar is not None:
                 bar.close()
@@ -359,6 +364,21 @@ class HFEngine:
         from tqdm.auto import tqdm
 
         return tqdm(total=total, desc="generate", unit="seq", dynamic_ncols=True)
+
+
+def _contiguous_input(module: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """Hand the output layer a contiguous input.
+
+    With ``logits_to_keep=1`` the model slices the last position out of a prefill's hidden
+    states; that (rows, 1, hidden) view cannot be folded into one matrix, so ``matmul`` broadcasts
+    the (vocabulary x hidden) weight over the rows and copies it once per row (113 MB per row
+    for the embedded model in bf16: measured 4.9 s of a 16 s, 64-prompt generation). A
+    contiguous copy of the slice is a few KB and lets the product run as one matrix product.
+    """
+    hidden = args[0] if args else None
+    if isinstance(hidden, torch.Tensor) and not hidden.is_contiguous():
+        return (hidden.contiguous(), *args[1:])
+    return None
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
