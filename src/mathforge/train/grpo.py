@@ -22,12 +22,14 @@ same command resumes from the last one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
 import shutil
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -122,6 +124,18 @@ class GRPORunConfig(ProblemSelection):
     save_steps: int = Field(25, ge=1, description="Checkpoint every N optimiser steps.")
     save_total_limit: int = Field(2, ge=1, description="Checkpoints kept.")
     seed: int = Field(0, description="Seed of the data order and the rollouts.")
+
+
+@contextlib.contextmanager
+def _quiet_library_notices() -> Iterator[None]:
+    """Hide notices meant for TRL's and transformers' own developers, not for a user of ours:
+    TRL calls ``rollout_func`` experimental (we use it on purpose, on the version
+    ``constraints.txt`` pins and the suite tests), and their code paths raise deprecation
+    warnings about calls they make themselves."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="You are using 'rollout_func'", category=UserWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"(trl|transformers)\.")
+        yield
 
 
 @dataclass
@@ -340,19 +354,20 @@ def run(
             seed=config.seed,
         )
     interrupt = SaveOnInterrupt()
-    trainer = CompletionTokenGRPOTrainer(
-        model=model,
-        reward_funcs=[MathReward(scorer), *(extra_rewards or [])],
-        args=args,
-        train_dataset=Dataset.from_list(rows),
-        processing_class=tokenizer,
-        rollout_func=rollout,
-        callbacks=[*(callbacks or []), StepLog(steps_log, progress), SaveLastStep(), interrupt],
-    )
+    with _quiet_library_notices():
+        trainer = CompletionTokenGRPOTrainer(
+            model=model,
+            reward_funcs=[MathReward(scorer), *(extra_rewards or [])],
+            args=args,
+            train_dataset=Dataset.from_list(rows),
+            processing_class=tokenizer,
+            rollout_func=rollout,
+            callbacks=[*(callbacks or []), StepLog(steps_log, progress), SaveLastStep(), interrupt],
+        )
     trainer.remove_callback(PrinterCallback)  # the step log and progress line replace its dict prints
     started = time.perf_counter()
     try:
-        with interrupt.installed():
+        with interrupt.installed(), _quiet_library_notices():
             trainer.train(resume_from_checkpoint=last)
     finally:
         if sandbox is not None:
