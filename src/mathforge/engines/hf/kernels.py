@@ -64,23 +64,16 @@ class PackedLinear(torch.nn.Module):
         return torch.ops.mkl._mkl_linear(hidden, self.packed, self.weight, self.bias, rows)
 
 
-class PackedBF16Linear(torch.nn.Module):
+class PackedBF16Linear(PackedLinear):
     """A bf16 linear layer computed by oneDNN on a weight prepacked into its blocked layout
     (``mkldnn._linear_pointwise``, the op inductor's CPU freezing uses for bf16 weights).
 
-    Like :class:`PackedLinear`, packing once spares the per-call reordering: measured on a
-    2-core AMX CPU against plain ``F.linear`` in bf16, same outputs bit for bit, 1.3x (576 x 1536
-    at 64 rows) to 1.8x (at 16 rows), 2.9x for 1536 x 576 at 64 rows and 1.8x for the 49,152 x
-    576 output layer. The pack is made for 64 rows and serves every row count. An unshared weight
-    is replaced by a zero-strided placeholder of its shape, as in :class:`PackedLinear`.
+    Like :class:`PackedLinear` (whose weight placeholder it shares), packing once spares the
+    per-call reordering: measured on a 2-core AMX CPU against plain ``F.linear`` in bf16, same
+    outputs bit for bit, 1.3x (576 x 1536 at 64 rows) to 1.8x (at 16 rows), 2.9x for 1536 x 576
+    at 64 rows and 1.8x for the 49,152 x 576 output layer. The pack is made for 64 rows and
+    serves every row count.
     """
-
-    def __init__(self, linear: torch.nn.Linear, packed: torch.Tensor, *, shared: bool) -> None:
-        super().__init__()
-        weight = linear.weight
-        self.weight = weight if shared else weight.new_zeros(()).expand(weight.shape)
-        self.bias = linear.bias
-        self.packed = packed
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return torch.ops.mkldnn._linear_pointwise(hidden.contiguous(), self.packed, self.bias, "none", [], "")
