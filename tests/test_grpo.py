@@ -183,6 +183,11 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_refuses_other_settings(
     assert run(config, progress=False) == result  # a finished run is not redone
     longer = run(config.model_copy(update={"steps": 5}), progress=False)  # more steps: continues from step 4
     assert longer.steps == 5 and [s["step"] for s in _steps(out)] == [1, 2, 3, 4, 5]
+    # Killed after the last checkpoint (step 5 ends inside an epoch of 2 steps), before the end files:
+    # the rerun finishes from that checkpoint and trains no sixth step.
+    (out / "metrics.json").unlink()
+    again = run(config.model_copy(update={"steps": 5}), progress=False)
+    assert again.steps == 5 and [s["step"] for s in _steps(out)] == [1, 2, 3, 4, 5]
 
 
 def test_cli_bad_problem_line_is_a_one_line_error(tmp_path: Path, tiny_model_dir: Path) -> None:

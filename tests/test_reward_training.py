@@ -121,6 +121,35 @@ def test_training_resumes_after_an_interruption(workdir: Path, stop: type, check
     assert _scores(Path(cfg.out), group) == pytest.approx(_scores(straight, group), abs=1e-4)
 
 
+def test_a_finished_run_is_not_trained_again(workdir: Path) -> None:
+    # 10 steps of 30 per epoch: resuming from the step-10 checkpoint would otherwise train an 11th.
+    import shutil
+
+    steps = {"max_steps": 10, "save_steps": 5, "eval_steps": 100}
+    straight = workdir / "straight"
+    if not (straight / "metrics.json").is_file():
+        train_reward_model(_config(workdir, "straight", **steps))
+    cfg = _config(workdir, "finished", **steps)
+    shutil.copytree(straight, cfg.out)
+    counter = _CountSteps()
+    assert train_reward_model(cfg, callbacks=[counter]).steps == 10 and counter.steps == 0
+
+    (Path(cfg.out) / "metrics.json").unlink()  # killed after the last checkpoint, before the end files
+    result = train_reward_model(cfg, callbacks=[counter])
+    assert result.steps == 10 and counter.steps == 0
+    assert "pairwise_accuracy" in result.metrics
+    group = read_groups(cfg.data)[0]
+    assert _scores(Path(cfg.out), group) == pytest.approx(_scores(straight, group), abs=1e-6)
+
+
+class _CountSteps(transformers.TrainerCallback):
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.steps += 1
+
+
 def test_other_settings_on_an_existing_run_are_refused(workdir: Path) -> None:
     cfg = _config(workdir, "mixed", max_steps=2, save_steps=2)
     train_reward_model(cfg)

@@ -334,6 +334,31 @@ def test_resume_after_an_interruption_matches_an_uninterrupted_run(
         assert torch.allclose(tensor, second[name], atol=1e-5), name
 
 
+def test_a_finished_run_is_not_trained_again(tmp_path: Path, tiny_model_dir: Path, data_file: Path) -> None:
+    # 4 steps of 10 per epoch: the run ends inside an epoch, where resuming from the last checkpoint
+    # would otherwise train a fifth step.
+    from safetensors.torch import load_file
+
+    out = tmp_path / "model"
+    settings = {"max_steps": 4, "save_steps": 2, "eval_examples": 0}
+    with force_cpu_bf16(False):
+        assert run(_config(tiny_model_dir, data_file, out, **settings)).steps == 4
+        weights = load_file(out / "model.safetensors")
+        before = (out / "model.safetensors").read_bytes()
+        counter = _CountSteps()
+        again = run(_config(tiny_model_dir, data_file, out, **settings), callbacks=[counter])
+        assert counter.steps == 0 and again.steps == 4
+        assert (out / "model.safetensors").read_bytes() == before
+
+        (out / "metrics.json").unlink()  # killed after the last checkpoint, before the end files
+        (out / "model.safetensors").unlink()
+        finished = run(_config(tiny_model_dir, data_file, out, **settings), callbacks=[counter])
+    assert counter.steps == 0 and finished.steps == 4
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 4
+    for name, tensor in load_file(out / "model.safetensors").items():
+        assert torch.equal(tensor, weights[name]), name
+
+
 def test_packing_gives_the_same_loss_as_padding(
     tmp_path: Path, tiny_model_dir: Path, data_file: Path
 ) -> None:

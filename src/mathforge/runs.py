@@ -62,6 +62,25 @@ def check_identity(path: Path, current: dict[str, Any], free: Collection[str] = 
         )
 
 
+def checkpoint_at_last_step(checkpoint: str | Path | None, max_steps: int) -> bool:
+    """Whether a Trainer checkpoint was saved at the last optimiser step of the run asked for now.
+
+    ``max_steps`` is that run's step count (<= 0: set by epochs, as the checkpoint recorded it; the
+    epochs are part of a run's identity, the step count may grow). transformers' training loop
+    tests its stop condition only after a step, so resuming from such a checkpoint would train one
+    step more than asked (whenever the run ends inside an epoch); a trainer treats that run as
+    finished instead and takes its model from the checkpoint.
+    """
+    if checkpoint is None:
+        return False
+    state_file = Path(checkpoint) / "trainer_state.json"  # transformers' TRAINER_STATE_NAME
+    if not state_file.is_file():
+        return False
+    state = json.loads(state_file.read_text(encoding="utf-8"))
+    last_step = max_steps if max_steps > 0 else state.get("max_steps", 0)
+    return 0 < last_step <= state.get("global_step", 0)
+
+
 def write_config_file(path: Path, config: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".json":

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from transformers import EvalPrediction, Trainer, TrainingArguments
+from transformers import EvalPrediction, Trainer, TrainerState, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from mathforge.errors import MathforgeError
@@ -33,7 +33,7 @@ from mathforge.reward.loss import listwise_loss
 from mathforge.reward.model import RewardModel, pad_right
 from mathforge.reward.ranking import ranking_metrics
 from mathforge.reward.records import RankedGroup, read_groups
-from mathforge.runs import ENVIRONMENT, check_identity, write_config_file
+from mathforge.runs import ENVIRONMENT, check_identity, checkpoint_at_last_step, write_config_file
 from mathforge.runtime import environment, training_placement
 
 CONFIG_FILE = "train_config.json"
@@ -243,6 +243,10 @@ def train_reward_model(
     if overwrite and checkpoints.is_dir():
         for checkpoint in checkpoints.glob("checkpoint-*"):
             shutil.rmtree(checkpoint)
+    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    trained = checkpoint_at_last_step(last, cfg.max_steps)
+    if trained and (out / METRICS_FILE).is_file():  # the same run already finished: nothing to do
+        return _stored_result(out / METRICS_FILE)
 
     groups = read_groups(cfg.data)
     pairable = [group for group in groups if group.has_pair]
@@ -261,7 +265,10 @@ def train_reward_model(
     write_config_file(out / CONFIG_FILE, record)
 
     torch.manual_seed(cfg.seed)  # the head's initialisation
-    model = RewardModel.from_base(cfg.base, max_length=cfg.max_length, dtype=torch.float32, device="cpu")
+    if trained:  # killed after its last checkpoint: the model is the checkpoint's, no step is redone
+        model = RewardModel.from_pretrained(last, dtype=torch.float32, device="cpu")
+    else:
+        model = RewardModel.from_base(cfg.base, max_length=cfg.max_length, dtype=torch.float32, device="cpu")
     if cfg.train_layers is not None:
         model.train_top_layers(cfg.train_layers)
     train_set = GroupDataset(model, train_groups)
@@ -305,11 +312,13 @@ def train_reward_model(
     )
     interrupt = SaveOnInterrupt()
     trainer.add_callback(interrupt)
-    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
-    with interrupt.installed():
-        trainer.train(resume_from_checkpoint=last)
-    if interrupt.requested:
-        raise KeyboardInterrupt
+    if trained:
+        trainer.state = TrainerState.load_from_json(os.path.join(last, "trainer_state.json"))
+    else:
+        with interrupt.installed():
+            trainer.train(resume_from_checkpoint=last)
+        if interrupt.requested:
+            raise KeyboardInterrupt
     metrics = trainer.evaluate() if eval_set is not None else {}
     trainer.save_model(str(out))
     result = RewardTrainingResult(
@@ -325,3 +334,10 @@ def train_reward_model(
         summary = {**asdict(result), "out": str(out), "log_history": trainer.state.log_history}
         (out / METRICS_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return result
+
+
+def _stored_result(path: Path) -> RewardTrainingResult:
+    """The result a finished run wrote to ``metrics.json`` (which also holds its log history)."""
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    fields = {name: summary[name] for name in RewardTrainingResult.__dataclass_fields__}
+    return RewardTrainingResult(**{**fields, "out": Path(fields["out"])})

@@ -229,7 +229,7 @@ def run(
     import torch
     from accelerate import PartialState
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerState
     from transformers.trainer_callback import PrinterCallback
     from transformers.trainer_utils import get_last_checkpoint
     from trl import GRPOConfig
@@ -237,7 +237,7 @@ def run(
     from mathforge.engines.base import SamplingParams
     from mathforge.interrupt import SaveOnInterrupt
     from mathforge.models import resolve_model
-    from mathforge.runs import ENVIRONMENT, check_identity, write_config_file
+    from mathforge.runs import ENVIRONMENT, check_identity, checkpoint_at_last_step, write_config_file
     from mathforge.train.grpo_log import SaveLastStep, StepLog, keep_steps_up_to
     from mathforge.train.rewards import MathReward
     from mathforge.train.rollouts import Rollout, hf_engine_on_policy, vllm_engine_on_policy
@@ -318,6 +318,8 @@ def run(
         return finished  # the same run already ran to this step count
     state.wait_for_everyone()  # every rank has read the old config before rank 0 replaces it
     last = None if overwrite or not checkpoints.is_dir() else get_last_checkpoint(str(checkpoints))
+    # Killed after its last checkpoint: the model is the checkpoint's and no step is redone.
+    trained = checkpoint_at_last_step(last, config.steps)
     steps_log = out / STEPS_FILE
     if state.is_main_process:
         if overwrite and out.is_dir():
@@ -329,7 +331,7 @@ def run(
     state.wait_for_everyone()
 
     torch.manual_seed(config.seed)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(last if trained else model_dir, dtype=torch.float32)
     scorer = None
     if config.rm is not None:
         from mathforge.reward import load_scorer
@@ -367,8 +369,11 @@ def run(
     trainer.remove_callback(PrinterCallback)  # the step log and progress line replace its dict prints
     started = time.perf_counter()
     try:
-        with interrupt.installed(), _quiet_library_notices():
-            trainer.train(resume_from_checkpoint=last)
+        if trained:
+            trainer.state = TrainerState.load_from_json(str(Path(last) / "trainer_state.json"))
+        else:
+            with interrupt.installed(), _quiet_library_notices():
+                trainer.train(resume_from_checkpoint=last)
     finally:
         if sandbox is not None:
             sandbox.close()

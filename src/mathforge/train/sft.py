@@ -245,13 +245,13 @@ def run(config: SFTConfig, *, overwrite: bool = False, callbacks: list[Any] | No
     import torch
     from accelerate import PartialState
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerState
     from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig as TRLConfig
 
     from mathforge.interrupt import SaveOnInterrupt
     from mathforge.models.resolve import resolve_model
-    from mathforge.runs import ENVIRONMENT, check_identity, write_config_file
+    from mathforge.runs import ENVIRONMENT, check_identity, checkpoint_at_last_step, write_config_file
     from mathforge.train.trained_tokens import TrainedTokenSFTTrainer
 
     out = Path(config.out)
@@ -270,6 +270,7 @@ def run(config: SFTConfig, *, overwrite: bool = False, callbacks: list[Any] | No
     )
 
     checkpoints = out / CHECKPOINT_DIR
+    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() and not overwrite else None
     args = TRLConfig(
         output_dir=str(checkpoints),
         per_device_train_batch_size=config.batch_size,
@@ -291,7 +292,7 @@ def run(config: SFTConfig, *, overwrite: bool = False, callbacks: list[Any] | No
         save_total_limit=config.save_total_limit,
         eval_strategy="steps" if eval_set is not None else "no",
         eval_steps=config.eval_steps or config.save_steps,
-        eval_on_start=eval_set is not None,
+        eval_on_start=eval_set is not None and last is None,  # a resumed run has its start loss logged
         report_to="none",
         seed=config.seed,
         data_seed=config.seed,
@@ -312,6 +313,9 @@ def run(config: SFTConfig, *, overwrite: bool = False, callbacks: list[Any] | No
     if not overwrite:
         free = [key for key in settings if key not in IDENTITY_KEYS]  # logging, cadence, output path
         check_identity(out / CONFIG_FILE, settings, free)
+    trained = checkpoint_at_last_step(last, config.max_steps)
+    if trained and (out / METRICS_FILE).is_file():  # the same run already finished: nothing to do
+        return SFTResult(**json.loads((out / METRICS_FILE).read_text(encoding="utf-8")))
     state.wait_for_everyone()  # every rank has read the old config before rank 0 replaces it
     if state.is_main_process:
         if overwrite and checkpoints.is_dir():
@@ -321,7 +325,8 @@ def run(config: SFTConfig, *, overwrite: bool = False, callbacks: list[Any] | No
     state.wait_for_everyone()
 
     torch.manual_seed(config.seed)
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    # Killed after its last checkpoint: the model is the checkpoint's, and no step is trained again.
+    model = AutoModelForCausalLM.from_pretrained(last if trained else base_dir, dtype=torch.float32)
     timer = StepTimer()
     interrupt = SaveOnInterrupt()
     trainer = TrainedTokenSFTTrainer(
@@ -332,11 +337,14 @@ def run(config: SFTConfig, *, overwrite: bool = False, callbacks: list[Any] | No
         processing_class=tokenizer,
         callbacks=[*(callbacks or []), LogLastStep(), timer, interrupt],
     )
-    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
-    with interrupt.installed():
-        output = trainer.train(resume_from_checkpoint=last)
-    if interrupt.requested:
-        raise KeyboardInterrupt
+    if trained:
+        trainer.state = TrainerState.load_from_json(str(Path(last) / "trainer_state.json"))
+        train_metrics: dict[str, Any] = {}
+    else:
+        with interrupt.installed():
+            train_metrics = trainer.train(resume_from_checkpoint=last).metrics
+        if interrupt.requested:
+            raise KeyboardInterrupt
     history = trainer.state.log_history
     eval_logs = [entry for entry in history if "eval_loss" in entry]
     final: dict[str, Any] = {}
@@ -361,9 +369,7 @@ def run(config: SFTConfig, *, overwrite: bool = False, callbacks: list[Any] | No
         eval_loss=float(final["eval_loss"]) if "eval_loss" in final else None,
         world_size=world_size,
         global_batch=settings["global_batch"],
-        metrics={
-            key: float(value) for key, value in {**output.metrics, **final}.items() if _is_number(value)
-        },
+        metrics={key: float(value) for key, value in {**train_metrics, **final}.items() if _is_number(value)},
     )
     if trainer.args.should_save:
         with (out / LOG_FILE).open("w", encoding="utf-8") as handle:
