@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -282,6 +283,17 @@ class _CtrlC(TrainerCallback):
             os.kill(os.getpid(), signal.SIGINT)
 
 
+class _Notices(logging.Handler):
+    """The messages transformers logs (its own handler writes to whichever stderr it first saw)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 class _CountSteps(TrainerCallback):
     def __init__(self) -> None:
         self.steps = 0
@@ -322,8 +334,15 @@ def test_resume_after_an_interruption_matches_an_uninterrupted_run(
         saved = sorted(path.name for path in (out / "checkpoints").iterdir())
         assert saved[-1] == f"checkpoint-{checkpoint}"
         counter = _CountSteps()
-        resumed = run(_config(tiny_model_dir, data_file, out, **SHORT), callbacks=[counter])
+        notices = _Notices()
+        logging.getLogger("transformers").addHandler(notices)
+        try:
+            resumed = run(_config(tiny_model_dir, data_file, out, **SHORT), callbacks=[counter])
+        finally:
+            logging.getLogger("transformers").removeHandler(notices)
         assert resumed.steps == 10 and counter.steps == 10 - checkpoint  # no finished step redone
+        # The tied output layer is restored with the embedding: no "missing keys" notice on resume.
+        assert not [message for message in notices.messages if "missing keys" in message]
         with pytest.raises(MathforgeError, match=r"different config \(lr: 0.01 -> 0.001"):
             run(_config(tiny_model_dir, data_file, out, **SHORT, lr=1e-3))
 

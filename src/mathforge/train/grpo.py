@@ -22,14 +22,12 @@ same command resumes from the last one.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
 import json
 import shutil
 import time
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -39,6 +37,7 @@ from pydantic import Field
 from mathforge.errors import MathforgeError
 from mathforge.runtime import environment, training_placement
 from mathforge.sampling.config import ProblemSelection
+from mathforge.train.notices import quiet_library_notices
 
 CONFIG_FILE = "config.yaml"
 STEPS_FILE = "steps.jsonl"
@@ -124,18 +123,6 @@ class GRPORunConfig(ProblemSelection):
     save_steps: int = Field(25, ge=1, description="Checkpoint every N optimiser steps.")
     save_total_limit: int = Field(2, ge=1, description="Checkpoints kept.")
     seed: int = Field(0, description="Seed of the data order and the rollouts.")
-
-
-@contextlib.contextmanager
-def _quiet_library_notices() -> Iterator[None]:
-    """Hide notices meant for TRL's and transformers' own developers, not for a user of ours:
-    TRL calls ``rollout_func`` experimental (we use it on purpose, on the version
-    ``constraints.txt`` pins and the suite tests), and their code paths raise deprecation
-    warnings about calls they make themselves."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="You are using 'rollout_func'", category=UserWarning)
-        warnings.filterwarnings("ignore", category=FutureWarning, module=r"(trl|transformers)\.")
-        yield
 
 
 @dataclass
@@ -356,7 +343,7 @@ def run(
             seed=config.seed,
         )
     interrupt = SaveOnInterrupt()
-    with _quiet_library_notices():
+    with quiet_library_notices(model):
         trainer = CompletionTokenGRPOTrainer(
             model=model,
             reward_funcs=[MathReward(scorer), *(extra_rewards or [])],
@@ -372,7 +359,7 @@ def run(
         if trained:
             trainer.state = TrainerState.load_from_json(str(Path(last) / "trainer_state.json"))
         else:
-            with interrupt.installed(), _quiet_library_notices():
+            with interrupt.installed(), quiet_library_notices(model):
                 trainer.train(resume_from_checkpoint=last)
     finally:
         if sandbox is not None:

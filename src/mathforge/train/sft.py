@@ -33,6 +33,7 @@ from transformers import TrainerCallback
 
 from mathforge.errors import InputError, MathforgeError
 from mathforge.runtime import environment, training_placement
+from mathforge.train.notices import quiet_library_notices
 from mathforge.train.records import SFTRecord, read_records
 from mathforge.train.tokenize import IGNORE_INDEX, tokenize_record
 
@@ -341,7 +342,7 @@ def run(config: SFTConfig, *, overwrite: bool = False, callbacks: list[Any] | No
         trainer.state = TrainerState.load_from_json(str(Path(last) / "trainer_state.json"))
         train_metrics: dict[str, Any] = {}
     else:
-        with interrupt.installed():
+        with interrupt.installed(), quiet_library_notices(model):
             train_metrics = trainer.train(resume_from_checkpoint=last).metrics
         if interrupt.requested:
             raise KeyboardInterrupt
