@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import sys
-from typing import TextIO
-
 import typer
-from rich.console import Console
+
+from mathforge.console import stderr_console, stdout_console
 
 app = typer.Typer(
     name="mathforge",
@@ -18,15 +15,9 @@ app = typer.Typer(
 )
 
 
-def _width(stream: TextIO) -> int | None:
-    """Rich's own width on a terminal or with $COLUMNS; 120 columns in logs and pipes, where
-    the 80 it assumes would wrap result tables."""
-    return None if os.environ.get("COLUMNS") or stream.isatty() else 120
-
-
 # Results go to stdout; progress, warnings and errors to stderr so stdout stays pipeable.
-console = Console(width=_width(sys.stdout))
-err_console = Console(stderr=True, width=_width(sys.stderr))
+console = stdout_console()
+err_console = stderr_console()
 
 
 @app.callback()

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 from rich.console import Console
 
+from mathforge.console import stderr_console
 from mathforge.errors import MathforgeError
 from mathforge.loop.config import LoopConfig
 from mathforge.loop.stages import PROBLEMS_FILE, Command, Stage, build_stages
@@ -46,7 +47,7 @@ class Loop:
     def __init__(self, config: LoopConfig, run_dir: str | Path, console: Console | None = None) -> None:
         self.config = config
         self.run_dir = Path(run_dir).resolve()
-        self.console = console or Console(stderr=True)
+        self.console = console or stderr_console()
         self.stages = build_stages(config, self.run_dir)
         self.by_name = {stage.name: stage for stage in self.stages}
         self.fingerprints: dict[str, str] = {}

@@ -18,6 +18,7 @@ from typing import Any
 
 from rich.console import Console
 
+from mathforge.console import stderr_console
 from mathforge.data.decontam import DecontamSummary, drop_contaminated
 from mathforge.records import ProblemRecord
 from mathforge.reward.records import RankedGroup
@@ -113,7 +114,7 @@ def build_rm_data(
     """
     run_path = Path(run_dir) if run_dir is not None else default_run_dir(out)
     config = config.resolved()
-    console = console or Console(stderr=True)
+    console = console or stderr_console()
     run, selected = open_run(config, run_path, overwrite=overwrite, check_model=sampler is None)
     clean, removed = drop_contaminated(
         [problem for items in selected.values() for problem in items], config.data_dir, console

@@ -25,6 +25,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from mathforge.console import stderr_console
 from mathforge.errors import MathforgeError
 from mathforge.records import Problem, ProblemRecord
 from mathforge.runs import RunDirectory
@@ -83,7 +84,7 @@ def sample_run(
     done = run.store.load()
     total = sum(len(items) for items in problems.values())
     pending = sum(1 for items in problems.values() for problem in items if problem.id not in done)
-    console = console or Console(stderr=True)
+    console = console or stderr_console()
     if pending and pending < total:
         console.print(
             f"resuming {run.path}: {total - pending} of {total} problems done",

@@ -45,6 +45,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from mathforge.console import stderr_console
 from mathforge.errors import InputError
 from mathforge.jsonl import JsonlWriter, read_jsonl_raw
 from mathforge.records import Problem, ProblemRecord
@@ -410,7 +411,7 @@ class Synthesizer:
 
         self.config = config.resolved()
         self.out = Path(out)
-        self.console = console or Console(stderr=True)
+        self.console = console or stderr_console()
         self._make_sampler = sampler
         seeds_path = Path(config.seeds)
         self.seeds, digest = read_seeds(seeds_path, config.seed_field)

@@ -26,6 +26,7 @@ from typing import Any
 from rich.console import Console
 
 from mathforge.answers import grade_answer
+from mathforge.console import stderr_console
 from mathforge.data.decontam import drop_contaminated
 from mathforge.errors import InputError, MathforgeError
 from mathforge.jsonl import JsonlWriter, read_jsonl
@@ -360,7 +361,7 @@ def bootstrap(
         items, dataset = gsm8k_solutions(source, Path(source).stem, split, limit), None
     else:
         raise MathforgeError(f"--source: '{source}' is not gsm8k, generated or an existing JSONL file")
-    clean, _ = drop_contaminated([item.problem for item in items], data_dir, console or Console(stderr=True))
+    clean, _ = drop_contaminated([item.problem for item in items], data_dir, console or stderr_console())
     kept = {problem.id for problem in clean}
     contaminated = len(items) - len(kept)
     items = [item for item in items if item.problem.id in kept]

@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from mathforge.console import stderr_console
 from mathforge.errors import MathforgeError
 from mathforge.runtime import environment, training_placement
 from mathforge.sampling.config import ProblemSelection
@@ -167,7 +168,6 @@ def _problems_fingerprint(rows: list[dict[str, Any]]) -> str:
 def training_rows(cfg: GRPORunConfig, tokenizer: Any) -> list[dict[str, Any]]:
     """The dataset TRL iterates: each problem's rendered prompt, gold answer and benchmark; problems
     overlapping an evaluation benchmark are dropped first (logged)."""
-    from rich.console import Console
 
     from mathforge.data import GeneratedSpec, bench_label, load_problems, parse_field_map
     from mathforge.data.decontam import drop_contaminated
@@ -185,7 +185,7 @@ def training_rows(cfg: GRPORunConfig, tokenizer: Any) -> list[dict[str, Any]]:
     )
     if not problems:
         raise MathforgeError(f"{cfg.problems}: no problems to train on")
-    problems, _ = drop_contaminated(problems, cfg.data_dir, Console(stderr=True))
+    problems, _ = drop_contaminated(problems, cfg.data_dir, stderr_console())
     if not problems:
         raise MathforgeError(f"{cfg.problems}: every problem overlaps an evaluation benchmark")
     label = bench_label(cfg.problems)

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 from rich.console import Console
 
+from mathforge.console import stderr_console
 from mathforge.data.decontam import drop_contaminated
 from mathforge.prompts import prompt_messages
 from mathforge.records import ProblemRecord, SampleRecord
@@ -259,7 +260,7 @@ def rejection_sample(
     """
     run_path = Path(run_dir) if run_dir is not None else default_run_dir(out)
     config = config.resolved()
-    console = console or Console(stderr=True)
+    console = console or stderr_console()
     run, selected = open_run(config, run_path, overwrite=overwrite, check_model=sampler is None)
     clean, _ = drop_contaminated([p for items in selected.values() for p in items], config.data_dir, console)
     kept = {problem.id for problem in clean}

@@ -31,6 +31,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import TrainerCallback
 
+from mathforge.console import stderr_console
 from mathforge.errors import InputError, MathforgeError
 from mathforge.runtime import environment, training_placement
 from mathforge.train.notices import quiet_library_notices
@@ -119,8 +120,6 @@ def decontaminated(records: list[SFTRecord], data_dir: str | None) -> list[SFTRe
     benchmarks, as every training input must; logs how many went and why."""
     from types import SimpleNamespace
 
-    from rich.console import Console
-
     from mathforge.data.decontam import drop_contaminated, record_question
 
     questions = [
@@ -130,7 +129,7 @@ def decontaminated(records: list[SFTRecord], data_dir: str | None) -> list[SFTRe
         )
         for record in records
     ]
-    kept, _ = drop_contaminated(questions, data_dir, Console(stderr=True))
+    kept, _ = drop_contaminated(questions, data_dir, stderr_console())
     keep = {id(item) for item in kept}  # by object: records of one problem share its id
     clean = [record for record, item in zip(records, questions, strict=True) if id(item) in keep]
     if not clean:
