@@ -172,6 +172,12 @@ def test_empty_file_is_refused(tmp_path: Path) -> None:
         read_records([path])
 
 
+def test_a_missing_data_file_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.jsonl"
+    with pytest.raises(InputError, match=r"nowhere\.jsonl: file not found"):
+        run(_config(tmp_path, missing, tmp_path / "out"))
+
+
 def _free_port() -> int:
     """A port no other process listens on (other test runs may launch torchrun at the same time)."""
     import socket
@@ -353,10 +359,14 @@ def test_resume_after_an_interruption_matches_an_uninterrupted_run(
         assert torch.allclose(tensor, second[name], atol=1e-5), name
 
 
-def test_a_finished_run_is_not_trained_again(tmp_path: Path, tiny_model_dir: Path, data_file: Path) -> None:
+def test_a_finished_run_is_not_trained_again(
+    tmp_path: Path, tiny_model_dir: Path, data_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # 4 steps of 10 per epoch: the run ends inside an epoch, where resuming from the last checkpoint
     # would otherwise train a fifth step.
     from safetensors.torch import load_file
+
+    from mathforge.train import sft
 
     out = tmp_path / "model"
     settings = {"max_steps": 4, "save_steps": 2, "eval_examples": 0}
@@ -365,7 +375,9 @@ def test_a_finished_run_is_not_trained_again(tmp_path: Path, tiny_model_dir: Pat
         weights = load_file(out / "model.safetensors")
         before = (out / "model.safetensors").read_bytes()
         counter = _CountSteps()
-        again = run(_config(tiny_model_dir, data_file, out, **settings), callbacks=[counter])
+        with monkeypatch.context() as patch:  # the stored result comes back before any tokenizing
+            patch.setattr(sft, "encode_records", _fail_if_called)
+            again = run(_config(tiny_model_dir, data_file, out, **settings), callbacks=[counter])
         assert counter.steps == 0 and again.steps == 4
         assert (out / "model.safetensors").read_bytes() == before
 
@@ -376,6 +388,10 @@ def test_a_finished_run_is_not_trained_again(tmp_path: Path, tiny_model_dir: Pat
     assert json.loads((out / "metrics.json").read_text())["steps"] == 4
     for name, tensor in load_file(out / "model.safetensors").items():
         assert torch.equal(tensor, weights[name]), name
+
+
+def _fail_if_called(*args: object, **kwargs: object) -> None:
+    raise AssertionError("called")
 
 
 def test_packing_gives_the_same_loss_as_padding(

@@ -1,4 +1,5 @@
-"""Ctrl-C during any Trainer run (reward model, SFT, GRPO) saves a checkpoint before stopping.
+"""Running a Trainer (reward model, SFT, GRPO): Ctrl-C saves a checkpoint before stopping, and a
+run already trained to its last step is restored, not trained again.
 
 A top-level module, not part of ``train/`` or ``reward/``, because both use it and ``train``
 already depends on ``reward`` (RM-guided selection and rewards)."""
@@ -10,9 +11,12 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
-from transformers import TrainerCallback
+from transformers import Trainer, TrainerCallback, TrainerState
+from transformers.trainer import TRAINER_STATE_NAME
 
 
 class SaveOnInterrupt(TrainerCallback):
@@ -47,3 +51,29 @@ class SaveOnInterrupt(TrainerCallback):
         if self.requested:
             control.should_save = True
             control.should_training_stop = True
+
+
+def train_or_restore(
+    trainer: Trainer,
+    checkpoint: str | None,
+    *,
+    finished: bool,
+    quiet: AbstractContextManager[Any] | None = None,
+) -> dict[str, Any]:
+    """Train from ``checkpoint`` (None: from the start) with Ctrl-C saving a checkpoint; the metrics.
+
+    ``finished`` (see :func:`mathforge.runs.checkpoint_at_last_step`): the checkpoint holds the
+    last step, so its trainer state is restored and no step runs (no metrics). After a Ctrl-C
+    save this raises ``KeyboardInterrupt``. ``quiet`` wraps the training (library notices).
+    """
+    if finished:
+        assert checkpoint is not None
+        trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / TRAINER_STATE_NAME))
+        return {}
+    interrupt = SaveOnInterrupt()
+    trainer.add_callback(interrupt)
+    with interrupt.installed(), quiet or contextlib.nullcontext():
+        metrics = trainer.train(resume_from_checkpoint=checkpoint).metrics
+    if interrupt.requested:
+        raise KeyboardInterrupt
+    return metrics

@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from transformers import EvalPrediction, Trainer, TrainerState, TrainingArguments
+from transformers import EvalPrediction, Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from mathforge.errors import MathforgeError
-from mathforge.interrupt import SaveOnInterrupt
+from mathforge.interrupt import train_or_restore
 from mathforge.reward.loss import listwise_loss
 from mathforge.reward.model import RewardModel, pad_right
 from mathforge.reward.ranking import ranking_metrics
@@ -310,15 +310,7 @@ def train_reward_model(
         compute_metrics=compute_ranking_metrics,
         callbacks=callbacks,
     )
-    interrupt = SaveOnInterrupt()
-    trainer.add_callback(interrupt)
-    if trained:
-        trainer.state = TrainerState.load_from_json(os.path.join(last, "trainer_state.json"))
-    else:
-        with interrupt.installed():
-            trainer.train(resume_from_checkpoint=last)
-        if interrupt.requested:
-            raise KeyboardInterrupt
+    train_or_restore(trainer, last, finished=trained)
     metrics = trainer.evaluate() if eval_set is not None else {}
     trainer.save_model(str(out))
     result = RewardTrainingResult(

@@ -216,13 +216,13 @@ def run(
     import torch
     from accelerate import PartialState
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerState
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.trainer_callback import PrinterCallback
     from transformers.trainer_utils import get_last_checkpoint
     from trl import GRPOConfig
 
     from mathforge.engines.base import SamplingParams
-    from mathforge.interrupt import SaveOnInterrupt
+    from mathforge.interrupt import train_or_restore
     from mathforge.models import resolve_model
     from mathforge.runs import ENVIRONMENT, check_identity, checkpoint_at_last_step, write_config_file
     from mathforge.train.grpo_log import SaveLastStep, StepLog, keep_steps_up_to
@@ -342,7 +342,6 @@ def run(
             dataset=bench_label_of(rows),
             seed=config.seed,
         )
-    interrupt = SaveOnInterrupt()
     with quiet_library_notices(model):
         trainer = CompletionTokenGRPOTrainer(
             model=model,
@@ -351,21 +350,15 @@ def run(
             train_dataset=Dataset.from_list(rows),
             processing_class=tokenizer,
             rollout_func=rollout,
-            callbacks=[*(callbacks or []), StepLog(steps_log, progress), SaveLastStep(), interrupt],
+            callbacks=[*(callbacks or []), StepLog(steps_log, progress), SaveLastStep()],
         )
     trainer.remove_callback(PrinterCallback)  # the step log and progress line replace its dict prints
     started = time.perf_counter()
     try:
-        if trained:
-            trainer.state = TrainerState.load_from_json(str(Path(last) / "trainer_state.json"))
-        else:
-            with interrupt.installed(), quiet_library_notices(model):
-                trainer.train(resume_from_checkpoint=last)
+        train_or_restore(trainer, last, finished=trained, quiet=quiet_library_notices(model))
     finally:
         if sandbox is not None:
             sandbox.close()
-    if interrupt.requested:
-        raise KeyboardInterrupt
     trainer.save_model(str(out))
     seconds = time.perf_counter() - started
     steps = _read_steps(steps_log) if state.is_main_process else []

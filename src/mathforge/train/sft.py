@@ -160,6 +160,8 @@ def data_fingerprint(paths: list[str]) -> list[str]:
     """sha256 of each data file: the same path with other content is another run."""
     digests = []
     for path in paths:
+        if not Path(path).is_file():
+            raise InputError(Path(path), "file not found" if not Path(path).exists() else "not a regular file")
         digest = hashlib.sha256()
         with Path(path).open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
@@ -245,17 +247,36 @@ def run(config: SFTConfig, *, overwrite: bool = False, callbacks: list[Any] | No
     import torch
     from accelerate import PartialState
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerState
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig as TRLConfig
 
-    from mathforge.interrupt import SaveOnInterrupt
+    from mathforge.interrupt import train_or_restore
     from mathforge.models.resolve import resolve_model
     from mathforge.runs import ENVIRONMENT, check_identity, checkpoint_at_last_step, write_config_file
     from mathforge.train.trained_tokens import TrainedTokenSFTTrainer
 
     out = Path(config.out)
     where = training_placement(config.bf16)
+    # Told it runs on the CPU, accelerate sees the launcher's processes (gloo), as the Trainer will.
+    state = PartialState(cpu=where.device.type == "cpu")
+    world_size = state.num_processes
+    settings = {
+        **config.model_dump(),
+        **where.describe(),
+        "data_sha256": data_fingerprint(config.data),
+        "world_size": world_size,
+        "global_batch": config.batch_size * config.grad_accum * world_size,
+    }
+    if not overwrite:
+        free = [key for key in settings if key not in IDENTITY_KEYS]  # logging, cadence, output path
+        check_identity(out / CONFIG_FILE, settings, free)
+    checkpoints = out / CHECKPOINT_DIR
+    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() and not overwrite else None
+    trained = checkpoint_at_last_step(last, config.max_steps)
+    if trained and (out / METRICS_FILE).is_file():  # the same run already finished: nothing to do
+        return SFTResult(**json.loads((out / METRICS_FILE).read_text(encoding="utf-8")))
+
     records = decontaminated(read_records(config.data), config.data_dir)
     if config.eval_data:
         train_records, eval_records = records, read_records(config.eval_data)
@@ -269,8 +290,6 @@ def run(config: SFTConfig, *, overwrite: bool = False, callbacks: list[Any] | No
         encode_records(tokenizer, eval_records, config.max_length, config.packing) if eval_records else None
     )
 
-    checkpoints = out / CHECKPOINT_DIR
-    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() and not overwrite else None
     args = TRLConfig(
         output_dir=str(checkpoints),
         per_device_train_batch_size=config.batch_size,
@@ -301,21 +320,6 @@ def run(config: SFTConfig, *, overwrite: bool = False, callbacks: list[Any] | No
         dataloader_pin_memory=torch.cuda.is_available(),
         ddp_find_unused_parameters=False,
     )
-    world_size = args.world_size
-    settings = {
-        **config.model_dump(),
-        **where.describe(),
-        "data_sha256": data_fingerprint(config.data),
-        "world_size": world_size,
-        "global_batch": config.batch_size * config.grad_accum * world_size,
-    }
-    state = PartialState()
-    if not overwrite:
-        free = [key for key in settings if key not in IDENTITY_KEYS]  # logging, cadence, output path
-        check_identity(out / CONFIG_FILE, settings, free)
-    trained = checkpoint_at_last_step(last, config.max_steps)
-    if trained and (out / METRICS_FILE).is_file():  # the same run already finished: nothing to do
-        return SFTResult(**json.loads((out / METRICS_FILE).read_text(encoding="utf-8")))
     state.wait_for_everyone()  # every rank has read the old config before rank 0 replaces it
     if state.is_main_process:
         if overwrite and checkpoints.is_dir():
@@ -328,23 +332,15 @@ def run(config: SFTConfig, *, overwrite: bool = False, callbacks: list[Any] | No
     # Killed after its last checkpoint: the model is the checkpoint's, and no step is trained again.
     model = AutoModelForCausalLM.from_pretrained(last if trained else base_dir, dtype=torch.float32)
     timer = StepTimer()
-    interrupt = SaveOnInterrupt()
     trainer = TrainedTokenSFTTrainer(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(train_set.rows),
         eval_dataset=Dataset.from_list(eval_set.rows) if eval_set is not None else None,
         processing_class=tokenizer,
-        callbacks=[*(callbacks or []), LogLastStep(), timer, interrupt],
+        callbacks=[*(callbacks or []), LogLastStep(), timer],
     )
-    if trained:
-        trainer.state = TrainerState.load_from_json(str(Path(last) / "trainer_state.json"))
-        train_metrics: dict[str, Any] = {}
-    else:
-        with interrupt.installed(), quiet_library_notices(model):
-            train_metrics = trainer.train(resume_from_checkpoint=last).metrics
-        if interrupt.requested:
-            raise KeyboardInterrupt
+    train_metrics = train_or_restore(trainer, last, finished=trained, quiet=quiet_library_notices(model))
     history = trainer.state.log_history
     eval_logs = [entry for entry in history if "eval_loss" in entry]
     final: dict[str, Any] = {}
