@@ -115,6 +115,28 @@ def test_a_changed_setting_changes_only_its_stage_and_those_downstream(tmp_path:
     assert all(before[name] != base[name] for name in SMOKE_STAGES if name != "it0/bootstrap")
 
 
+def test_gold_replay_trains_the_next_policy_on_a_seeded_sample_of_the_gold_data(tmp_path: Path) -> None:
+    config = load_config("smoke", ["sft.gold_replay=2", "sft.next_lr=0.0005"])
+    stages = {stage.name: stage for stage in Loop(config, tmp_path).stages}
+    sampled, gold = tmp_path / "it1/rs/train.jsonl", tmp_path / "it0/bootstrap/train.jsonl"
+    for path, count in ((sampled, 3), (gold, 20)):
+        path.parent.mkdir(parents=True)
+        path.write_text("".join(json.dumps({"id": f"{path.parent.name}-{i}"}) + "\n" for i in range(count)))
+    sft = stages["it1/sft"]
+    folder = sft.folder(tmp_path)
+    assert sft.prepare is not None and "it0/bootstrap" in sft.inputs
+    sft.prepare(folder)
+    replay = (folder / "gold_replay.jsonl").read_text().splitlines()
+    assert len(replay) == 6 and len(set(replay)) == 6 and set(replay) <= set(gold.read_text().splitlines())
+    sft.prepare(folder)  # a rerun of the stage trains on the same records
+    assert (folder / "gold_replay.jsonl").read_text().splitlines() == replay
+    argv = sft.build(folder)[0].argv
+    assert argv[argv.index("--data") + 1] == f"{sampled},{folder / 'gold_replay.jsonl'}"
+    assert argv[argv.index("--lr") + 1] == "0.0005"
+    first = stages["it0/sft"].build(tmp_path / "it0/sft")[0].argv
+    assert first[first.index("--lr") + 1] == str(config.sft.lr)
+
+
 def test_training_problems_equal_to_a_held_out_problem_are_left_out(tmp_path: Path) -> None:
     # The same generator seed as the held-out set: every training problem is a held-out one.
     config = load_config(

@@ -72,6 +72,14 @@ class SFTStage(_Strict):
         description="Start each iteration's SFT from the base model (as the report) or the last policy.",
     )
     mix_bootstrap: bool = Field(True, description="Iterations >= 1 also train on the iteration-0 gold data.")
+    gold_replay: int | None = Field(
+        None,
+        ge=1,
+        description="With mix_bootstrap: this many gold records (a seeded sample) per rejection-sampled "
+        "record instead of all the gold data; with init: previous this keeps a short SFT from "
+        "narrowing the policy to the problems it already solves.",
+    )
+    next_lr: float | None = Field(None, gt=0, description="Peak LR of the SFT of iterations >= 1 (null: lr).")
     epochs: float = 1.0
     max_steps: int = -1
     lr: float = 1e-5

@@ -147,7 +147,10 @@ def _sft_records(config: LoopConfig, stage: Stage) -> int:
         return bootstrap
     rs = config.rs
     kept = _problems(config, rs.problems) * rs.keep * len(rs.modes)
-    return kept + (bootstrap if config.sft.mix_bootstrap else 0)
+    if not config.sft.mix_bootstrap:
+        return kept
+    replay = config.sft.gold_replay
+    return kept + (bootstrap if replay is None else min(bootstrap, replay * kept))
 
 
 def estimate_seconds(config: LoopConfig, stage: Stage, sizes: dict[str, Any] | None = None) -> float:

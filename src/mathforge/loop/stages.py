@@ -15,6 +15,7 @@ trained is left out of the stages after it), so commands are built when the stag
 from __future__ import annotations
 
 import json
+import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ BASE = "base"
 EVAL_SUFFIX = "-eval"
 TRAIN_FILE = "train.jsonl"
 PROBLEMS_FILE = "problems.jsonl"
+GOLD_REPLAY_FILE = "gold_replay.jsonl"  # an SFT stage's sample of the gold data (sft.gold_replay)
 RM_SKIPPED = "skipped.json"
 
 
@@ -300,17 +302,23 @@ def _eval_identity(config: LoopConfig) -> list[dict[str, Any]]:
 
 
 def _sft_stage(
-    config: LoopConfig, run_dir: Path, iteration: int, data: list[Path], inputs: list[str]
+    config: LoopConfig,
+    run_dir: Path,
+    iteration: int,
+    data: list[Path],
+    inputs: list[str],
+    prepare: Callable[[Path], None] | None = None,
 ) -> Stage:
     sft = config.sft
     start = None if sft.init == "base" or iteration == 0 else policy_stage(config, iteration)
     base = model_path(config, run_dir, start)
+    lr = sft.lr if iteration == 0 or sft.next_lr is None else sft.next_lr
 
     def build(folder: Path) -> list[Command]:
         # A rejection-sampling round that kept nothing leaves an empty file: train on the others.
         files = [path for path in data if _count_lines(path) > 0] or data
         argv = ["sft", "--data", ",".join(str(path) for path in files), "--base", base, "--out", str(folder)]
-        argv += ["--epochs", str(sft.epochs), "--max-steps", str(sft.max_steps), "--lr", str(sft.lr)]
+        argv += ["--epochs", str(sft.epochs), "--max-steps", str(sft.max_steps), "--lr", str(lr)]
         argv += ["--warmup", str(sft.warmup), "--batch-size", str(sft.batch_size)]
         argv += ["--grad-accum", str(sft.grad_accum), "--max-length", str(sft.max_length)]
         argv += ["--packing" if sft.packing else "--no-packing", "--eval-examples", str(sft.eval_examples)]
@@ -323,8 +331,24 @@ def _sft_stage(
         inputs=[*inputs, *([start] if start else [])],
         settings={"sft": sft.model_dump(), "base": base if start is None else None, "seed": config.seed},
         build=build,
+        prepare=prepare,
         model=True,
     )
+
+
+def _gold_replay_writer(
+    sampled: Path, gold: Path, out: Path, per_record: int, seed: int
+) -> Callable[[Path], None]:
+    """Writes ``per_record`` gold records per rejection-sampled one, drawn seeded from the gold data."""
+
+    def prepare(folder: Path) -> None:
+        lines = [line for line in gold.read_text(encoding="utf-8").splitlines() if line.strip()]
+        wanted = min(len(lines), per_record * _count_lines(sampled))
+        chosen = random.Random(seed).sample(lines, wanted)
+        folder.mkdir(parents=True, exist_ok=True)
+        out.write_text("".join(line + "\n" for line in chosen), encoding="utf-8")
+
+    return prepare
 
 
 def _iteration(config: LoopConfig, run_dir: Path, k: int) -> list[Stage]:
@@ -457,12 +481,20 @@ def _iteration(config: LoopConfig, run_dir: Path, k: int) -> list[Stage]:
             finish=finish_rs,
         )
     )
-    data = [run_dir / prefix / "rs" / TRAIN_FILE]
+    sampled = run_dir / prefix / "rs" / TRAIN_FILE
+    gold = run_dir / "it0/bootstrap" / TRAIN_FILE
+    data = [sampled]
     inputs = [f"{prefix}/rs"]
+    prepare = None
     if config.sft.mix_bootstrap:
-        data.append(run_dir / "it0/bootstrap" / TRAIN_FILE)
         inputs.append("it0/bootstrap")
-    stages.append(_sft_stage(config, run_dir, k, data, inputs))
+        if config.sft.gold_replay is None:
+            data.append(gold)
+        else:
+            replay = run_dir / prefix / "sft" / GOLD_REPLAY_FILE
+            data.append(replay)
+            prepare = _gold_replay_writer(sampled, gold, replay, config.sft.gold_replay, seed)
+    stages.append(_sft_stage(config, run_dir, k, data, inputs, prepare))
     stages.append(_eval_stage(config, run_dir, f"{prefix}/sft"))
 
     # (c) GRPO on the new SFT policy with the shaped reward from RM_k.

@@ -159,11 +159,12 @@ class SFTResult:
 def data_fingerprint(paths: list[str]) -> list[str]:
     """sha256 of each data file: the same path with other content is another run."""
     digests = []
-    for path in paths:
-        if not Path(path).is_file():
-            raise InputError(Path(path), "file not found" if not Path(path).exists() else "not a regular file")
+    for name in paths:
+        path = Path(name)
+        if not path.is_file():
+            raise InputError(path, "file not found" if not path.exists() else "not a regular file")
         digest = hashlib.sha256()
-        with Path(path).open("rb") as handle:
+        with path.open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
         digests.append(digest.hexdigest())
