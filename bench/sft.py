@@ -55,7 +55,11 @@ STATE_FILE = "bench_state.json"
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ)
+    """The commands' environment: this checkout's sources, and jemalloc where installed (as the loop
+    runs them: long CPU training slows down under glibc's malloc; the TRL child gets the same)."""
+    from mathforge.allocator import child_environment
+
+    env = child_environment()
     src = str(ROOT / "src")
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("PYTHONUNBUFFERED", "1")

@@ -403,6 +403,16 @@ def test_packing_gives_the_same_loss_as_padding(
     assert packed.eval_loss_start == pytest.approx(plain.eval_loss_start, rel=1e-4)
 
 
+def test_padding_batches_to_a_multiple_leaves_the_loss_unchanged(
+    tmp_path: Path, tiny_model_dir: Path, data_file: Path
+) -> None:
+    with force_cpu_bf16(False):
+        plain = run(_config(tiny_model_dir, data_file, tmp_path / "a", max_steps=1, pad_to_multiple_of=0))
+        padded = run(_config(tiny_model_dir, data_file, tmp_path / "b", max_steps=1, pad_to_multiple_of=64))
+    assert padded.eval_loss_start == pytest.approx(plain.eval_loss_start, rel=1e-5)
+    assert padded.train_loss == pytest.approx(plain.train_loss, rel=1e-4)
+
+
 def test_two_processes_follow_one_process_at_the_same_global_batch(
     tmp_path: Path, tiny_model_dir: Path, data_file: Path
 ) -> None:

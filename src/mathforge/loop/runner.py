@@ -9,6 +9,7 @@ unfinished one resumes, a changed one reruns and the reason is printed.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -51,6 +52,7 @@ class Loop:
         self.stages = build_stages(config, self.run_dir)
         self.by_name = {stage.name: stage for stage in self.stages}
         self.fingerprints: dict[str, str] = {}
+        self._child_env: dict[str, str] | None = None  # the commands' environment (None: this one's)
         for stage in self.stages:
             inputs = {name: self.fingerprints[name] for name in stage.inputs}
             self.fingerprints[stage.name] = digest(
@@ -102,6 +104,7 @@ class Loop:
             if row.status == "changed":
                 self.console.print(f"[yellow]{row.stage.name}[/]: reruns ({row.why})")
         estimates = {row.stage.name: estimate_seconds(self.config, row.stage) for row in todo}
+        self._child_env = _child_environment(self.console) if todo else None
         started = time.monotonic()
         spent_estimate = 0.0
         for position, row in enumerate(todo, start=1):
@@ -177,7 +180,7 @@ class Loop:
         self.console.print(f"[dim]$ {' '.join(argv)}[/]")
         log_event(self.run_dir, event="command_start", stage=stage.name, command=command.key, argv=argv)
         began = time.monotonic()
-        process = subprocess.Popen(argv)
+        process = subprocess.Popen(argv, env=self._child_env)
         try:
             code = process.wait()
         except KeyboardInterrupt:
@@ -193,6 +196,21 @@ class Loop:
                 f"fix the cause and rerun `mathforge loop run` to resume"
             )
         return seconds
+
+
+def _child_environment(console: Console) -> dict[str, str] | None:
+    """The commands' environment: on a CPU machine with jemalloc installed, jemalloc preloaded
+    (long training and sampling commands slow down under glibc's malloc; see mathforge.allocator)."""
+    from mathforge.allocator import ALLOCATOR_ENV, child_environment
+    from mathforge.runtime import default_device
+
+    if default_device() != "cpu":
+        return None
+    env = child_environment()
+    if env.get("LD_PRELOAD") != os.environ.get("LD_PRELOAD"):
+        library = env["LD_PRELOAD"].split(":")[0]
+        console.print(f"[dim]commands run on jemalloc ({library}; {ALLOCATOR_ENV}=system to keep glibc's)[/]")
+    return env
 
 
 def _wait_after_interrupt(process: subprocess.Popen[Any]) -> int:

@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from mathforge.allocator import long_run_hint
 from mathforge.console import stderr_console
 from mathforge.errors import MathforgeError
 from mathforge.runtime import environment, training_placement
@@ -247,6 +248,8 @@ def run(
     # Told it runs on the CPU, accelerate sees the launcher's processes (gloo), as the Trainer will.
     state = PartialState(cpu=where.device.type == "cpu")
     world_size = state.num_processes
+    if where.device.type == "cpu" and state.is_main_process and (hint := long_run_hint()):
+        stderr_console().print(f"[dim]{hint}[/]")
     if config.problems_per_step % world_size:
         raise MathforgeError(
             f"--problems-per-step {config.problems_per_step} must be a multiple of the {world_size} processes"

@@ -31,6 +31,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import TrainerCallback
 
+from mathforge.allocator import long_run_hint
 from mathforge.console import stderr_console
 from mathforge.errors import InputError, MathforgeError
 from mathforge.runtime import environment, training_placement
@@ -95,6 +96,11 @@ class SFTConfig(BaseModel):
     max_length: int = Field(2048, ge=8, description="Tokens per sequence (longer ones are cut at the end).")
     packing: bool = Field(
         False, description="Pack sequences into --max-length rows (no padding, no cross-attention)."
+    )
+    pad_to_multiple_of: int = Field(
+        64,
+        ge=0,
+        description="Pad each batch to a multiple of this many tokens (0: to its longest row).",
     )
     bf16: bool | None = Field(None, description="Mixed precision (default: where bf16 is fast).")
     gradient_checkpointing: bool = Field(False, description="Trade compute for activation memory.")
@@ -262,6 +268,8 @@ def run(config: SFTConfig, *, overwrite: bool = False, callbacks: list[Any] | No
     # Told it runs on the CPU, accelerate sees the launcher's processes (gloo), as the Trainer will.
     state = PartialState(cpu=where.device.type == "cpu")
     world_size = state.num_processes
+    if where.device.type == "cpu" and state.is_main_process and (hint := long_run_hint()):
+        stderr_console().print(f"[dim]{hint}[/]")
     settings = {
         **config.model_dump(),
         **where.describe(),
@@ -306,6 +314,9 @@ def run(config: SFTConfig, *, overwrite: bool = False, callbacks: list[Any] | No
         activation_checkpointing=config.gradient_checkpointing,
         max_length=config.max_length,
         packing=config.packing,
+        # Few distinct batch shapes: on a CPU, glibc's heap fragments under activations of many
+        # sizes and the steps of a long run grew 2x in 40 (flat at 64; bench/RESULTS.md).
+        pad_to_multiple_of=config.pad_to_multiple_of or None,
         logging_steps=config.logging_steps,
         save_strategy="steps",
         save_steps=config.save_steps,
