@@ -248,8 +248,6 @@ def run(
     # Told it runs on the CPU, accelerate sees the launcher's processes (gloo), as the Trainer will.
     state = PartialState(cpu=where.device.type == "cpu")
     world_size = state.num_processes
-    if where.device.type == "cpu" and state.is_main_process and (hint := long_run_hint()):
-        stderr_console().print(f"[dim]{hint}[/]")
     if config.problems_per_step % world_size:
         raise MathforgeError(
             f"--problems-per-step {config.problems_per_step} must be a multiple of the {world_size} processes"
@@ -320,6 +318,8 @@ def run(
         keep_steps_up_to(steps_log, _checkpoint_step(last))
     state.wait_for_everyone()
 
+    if where.device.type == "cpu" and state.is_main_process and not trained and (hint := long_run_hint()):
+        stderr_console().print(f"[dim]{hint}[/]")  # only when steps will run
     torch.manual_seed(config.seed)
     model = AutoModelForCausalLM.from_pretrained(last if trained else model_dir, dtype=torch.float32)
     scorer = None

@@ -268,8 +268,6 @@ def run(config: SFTConfig, *, overwrite: bool = False, callbacks: list[Any] | No
     # Told it runs on the CPU, accelerate sees the launcher's processes (gloo), as the Trainer will.
     state = PartialState(cpu=where.device.type == "cpu")
     world_size = state.num_processes
-    if where.device.type == "cpu" and state.is_main_process and (hint := long_run_hint()):
-        stderr_console().print(f"[dim]{hint}[/]")
     settings = {
         **config.model_dump(),
         **where.describe(),
@@ -340,6 +338,8 @@ def run(config: SFTConfig, *, overwrite: bool = False, callbacks: list[Any] | No
         write_config_file(out / CONFIG_FILE, {**settings, ENVIRONMENT: environment()})
     state.wait_for_everyone()
 
+    if where.device.type == "cpu" and state.is_main_process and not trained and (hint := long_run_hint()):
+        stderr_console().print(f"[dim]{hint}[/]")  # only when steps will run
     torch.manual_seed(config.seed)
     # Killed after its last checkpoint: the model is the checkpoint's, and no step is trained again.
     model = AutoModelForCausalLM.from_pretrained(last if trained else base_dir, dtype=torch.float32)
