@@ -61,7 +61,7 @@ def child_environment(
     found = find_jemalloc(dirs)
     if found is None or not enabled(child):
         return child
-    preloaded = [item for item in child.get("LD_PRELOAD", "").replace(":", " ").split() if item]
+    preloaded = child.get("LD_PRELOAD", "").replace(":", " ").split()
     if any("jemalloc" in Path(item).name for item in preloaded):
         return child
     child["LD_PRELOAD"] = ":".join([str(found), *preloaded])

@@ -18,6 +18,9 @@ from typing import Any
 from transformers import Trainer, TrainerCallback, TrainerState
 from transformers.trainer import TRAINER_STATE_NAME
 
+from mathforge.allocator import long_run_hint
+from mathforge.console import stderr_console
+
 
 class SaveOnInterrupt(TrainerCallback):
     """Ctrl-C ends the optimiser step in flight, saves a checkpoint and stops; a second Ctrl-C stops at once.
@@ -64,12 +67,15 @@ def train_or_restore(
 
     ``finished`` (see :func:`mathforge.runs.checkpoint_at_last_step`): the checkpoint holds the
     last step, so its trainer state is restored and no step runs (no metrics). After a Ctrl-C
-    save this raises ``KeyboardInterrupt``. ``quiet`` wraps the training (library notices).
+    save this raises ``KeyboardInterrupt``. ``quiet`` wraps the training (library notices). A CPU
+    run on glibc's malloc first says how to preload jemalloc (see :mod:`mathforge.allocator`).
     """
     if finished:
         assert checkpoint is not None
         trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / TRAINER_STATE_NAME))
         return {}
+    if trainer.args.device.type == "cpu" and trainer.is_world_process_zero() and (hint := long_run_hint()):
+        stderr_console().print(f"[dim]{hint}[/]")
     interrupt = SaveOnInterrupt()
     trainer.add_callback(interrupt)
     with interrupt.installed(), quiet or contextlib.nullcontext():

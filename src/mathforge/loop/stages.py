@@ -345,7 +345,7 @@ def _gold_replay_writer(
         lines = [line for line in gold.read_text(encoding="utf-8").splitlines() if line.strip()]
         wanted = min(len(lines), per_record * _count_lines(sampled))
         chosen = random.Random(seed).sample(lines, wanted)
-        folder.mkdir(parents=True, exist_ok=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text("".join(line + "\n" for line in chosen), encoding="utf-8")
 
     return prepare

@@ -34,7 +34,6 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from mathforge.allocator import long_run_hint
 from mathforge.console import stderr_console
 from mathforge.errors import MathforgeError
 from mathforge.runtime import environment, training_placement
@@ -318,8 +317,6 @@ def run(
         keep_steps_up_to(steps_log, _checkpoint_step(last))
     state.wait_for_everyone()
 
-    if where.device.type == "cpu" and state.is_main_process and not trained and (hint := long_run_hint()):
-        stderr_console().print(f"[dim]{hint}[/]")  # only when steps will run
     torch.manual_seed(config.seed)
     model = AutoModelForCausalLM.from_pretrained(last if trained else model_dir, dtype=torch.float32)
     scorer = None

@@ -31,7 +31,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import TrainerCallback
 
-from mathforge.allocator import long_run_hint
 from mathforge.console import stderr_console
 from mathforge.errors import InputError, MathforgeError
 from mathforge.runtime import environment, training_placement
@@ -338,8 +337,6 @@ def run(config: SFTConfig, *, overwrite: bool = False, callbacks: list[Any] | No
         write_config_file(out / CONFIG_FILE, {**settings, ENVIRONMENT: environment()})
     state.wait_for_everyone()
 
-    if where.device.type == "cpu" and state.is_main_process and not trained and (hint := long_run_hint()):
-        stderr_console().print(f"[dim]{hint}[/]")  # only when steps will run
     torch.manual_seed(config.seed)
     # Killed after its last checkpoint: the model is the checkpoint's, and no step is trained again.
     model = AutoModelForCausalLM.from_pretrained(last if trained else base_dir, dtype=torch.float32)
