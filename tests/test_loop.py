@@ -137,6 +137,19 @@ def test_gold_replay_trains_the_next_policy_on_a_seeded_sample_of_the_gold_data(
     assert first[first.index("--lr") + 1] == str(config.sft.lr)
 
 
+def test_an_sft_stage_with_nothing_to_train_on_says_why(tmp_path: Path) -> None:
+    config = load_config("smoke", ["sft.gold_replay=2"])
+    sft = {stage.name: stage for stage in Loop(config, tmp_path).stages}["it1/sft"]
+    for path, count in ((tmp_path / "it1/rs/train.jsonl", 0), (tmp_path / "it0/bootstrap/train.jsonl", 5)):
+        path.parent.mkdir(parents=True)
+        path.write_text("".join(json.dumps({"id": str(i)}) + "\n" for i in range(count)))
+    folder = sft.folder(tmp_path)
+    assert sft.prepare is not None
+    sft.prepare(folder)
+    with pytest.raises(MathforgeError, match=r"it1/sft: nothing to train on .* kept no response"):
+        sft.build(folder)
+
+
 def test_training_problems_equal_to_a_held_out_problem_are_left_out(tmp_path: Path) -> None:
     # The same generator seed as the held-out set: every training problem is a held-out one.
     config = load_config(

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mathforge.data.decontam import record_question
+from mathforge.errors import MathforgeError
 from mathforge.loop.config import EvalSet, LoopConfig, Problems
 
 BASE = "base"
@@ -316,7 +317,13 @@ def _sft_stage(
 
     def build(folder: Path) -> list[Command]:
         # A rejection-sampling round that kept nothing leaves an empty file: train on the others.
-        files = [path for path in data if _count_lines(path) > 0] or data
+        files = [path for path in data if _count_lines(path) > 0]
+        if not files:
+            raise MathforgeError(
+                f"it{iteration}/sft: nothing to train on ({', '.join(str(path) for path in data)} "
+                "are empty: the rejection-sampling round kept no response); raise rs.n or rs.problems, "
+                "or set sft.gold_replay: null to train on all the gold data, then rerun"
+            )
         argv = ["sft", "--data", ",".join(str(path) for path in files), "--base", base, "--out", str(folder)]
         argv += ["--epochs", str(sft.epochs), "--max-steps", str(sft.max_steps), "--lr", str(lr)]
         argv += ["--warmup", str(sft.warmup), "--batch-size", str(sft.batch_size)]
