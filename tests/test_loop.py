@@ -111,6 +111,10 @@ def test_a_changed_setting_changes_only_its_stage_and_those_downstream(tmp_path:
     assert changed == ["it1/rs", "it1/sft", "it1/sft-eval", "it1/grpo", "it1/grpo-eval"]
     lr = Loop(load_config("smoke", ["sft.lr=0.002"]), tmp_path).fingerprints
     assert [name for name in SMOKE_STAGES if before[name] == lr[name]] == ["base/eval", "it0/bootstrap"]
+    for later in ("sft.next_lr=0.0001", "sft.gold_replay=3", "sft.init=previous", "sft.mix_bootstrap=false"):
+        # settings iteration 0 does not read keep its SFT and everything before iteration 1's SFT
+        kept = Loop(load_config("smoke", [later]), tmp_path).fingerprints
+        assert [name for name in SMOKE_STAGES if before[name] == kept[name]] == SMOKE_STAGES[:8], later
     base = Loop(load_config("smoke", ["base=smollm2-135m"]), tmp_path).fingerprints
     assert all(before[name] != base[name] for name in SMOKE_STAGES if name != "it0/bootstrap")
 

@@ -9,7 +9,7 @@ import pytest
 
 from mathforge.errors import InputError, MathforgeError
 from mathforge.records import ProblemRecord, SampleRecord
-from mathforge.runs import RunDirectory
+from mathforge.runs import CHECKPOINT_DIR, RunDirectory, checkpoint_at_last_step, prune_checkpoints
 
 
 def _record(pid: str) -> ProblemRecord:
@@ -88,3 +88,27 @@ def test_training_runs_share_the_identity_rule(tmp_path: Path):
     # Another logging cadence resumes: the run gets as far as reading its (missing) data.
     with force_cpu_bf16(False), pytest.raises(InputError, match=r"missing\.jsonl: file not found"):
         train_reward_model(RewardTrainingConfig(**{**asdict(cfg), "logging_steps": 1}))
+
+
+def test_pruning_a_finished_runs_checkpoints_keeps_only_the_finished_marker(tmp_path: Path):
+    folder = tmp_path / CHECKPOINT_DIR
+    sizes = 0
+    for step in (5, 10, 40):  # numeric order, not text order: checkpoint-40 is the last
+        checkpoint = folder / f"checkpoint-{step}"
+        (checkpoint / "rng").mkdir(parents=True)
+        state = {"global_step": step, "max_steps": 40}
+        (checkpoint / "trainer_state.json").write_text(json.dumps(state))
+        for name, size in (("model.safetensors", 300), ("optimizer.pt", 600), ("rng/state.pth", 7)):
+            (checkpoint / name).write_bytes(b"x" * size)
+            sizes += size
+        if step != 40:
+            sizes += (checkpoint / "trainer_state.json").stat().st_size
+    (tmp_path / "model.safetensors").write_bytes(b"y" * 10)  # the run's own files are not touched
+
+    assert prune_checkpoints(tmp_path) == sizes
+    left = sorted(str(path.relative_to(folder)) for path in folder.rglob("*"))
+    assert left == ["checkpoint-40", "checkpoint-40/trainer_state.json"]
+    assert checkpoint_at_last_step(folder / "checkpoint-40", 40)
+    assert (tmp_path / "model.safetensors").read_bytes() == b"y" * 10
+    assert prune_checkpoints(tmp_path) == 0  # twice is harmless
+    assert prune_checkpoints(tmp_path / "no-such-run") == 0

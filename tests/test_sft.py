@@ -21,6 +21,7 @@ from transformers import TrainerCallback  # noqa: E402
 from mathforge.engines.base import SamplingParams  # noqa: E402
 from mathforge.errors import InputError, MathforgeError  # noqa: E402
 from mathforge.prompts import prompt_messages, render_prompt  # noqa: E402
+from mathforge.runs import prune_checkpoints  # noqa: E402
 from mathforge.runtime import force_cpu_bf16  # noqa: E402
 from mathforge.solve.code import OUTPUT_FENCE, output_block  # noqa: E402
 from mathforge.train.records import SFTRecord, read_records  # noqa: E402
@@ -388,6 +389,12 @@ def test_a_finished_run_is_not_trained_again(
     assert json.loads((out / "metrics.json").read_text())["steps"] == 4
     for name, tensor in load_file(out / "model.safetensors").items():
         assert torch.equal(tensor, weights[name]), name
+
+    final = (out / "model.safetensors").read_bytes()
+    assert prune_checkpoints(out) > 0  # what the loop does to a finished stage: it stays finished
+    with force_cpu_bf16(False):
+        assert run(_config(tiny_model_dir, data_file, out, **settings), callbacks=[counter]).steps == 4
+    assert counter.steps == 0 and (out / "model.safetensors").read_bytes() == final
 
 
 def _fail_if_called(*args: object, **kwargs: object) -> None:

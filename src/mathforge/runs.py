@@ -29,6 +29,7 @@ CONFIG_FILE = "config.yaml"
 SAMPLES_FILE = "samples.jsonl"
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
+CHECKPOINT_DIR = "checkpoints"  # a training run's resume checkpoints, inside its output folder
 ENVIRONMENT = "environment"  # recorded with every run, never part of its identity
 
 
@@ -79,6 +80,36 @@ def checkpoint_at_last_step(checkpoint: str | Path | None, max_steps: int) -> bo
     state = json.loads(state_file.read_text(encoding="utf-8"))
     last_step = max_steps if max_steps > 0 else state.get("max_steps", 0)
     return 0 < last_step <= state.get("global_step", 0)
+
+
+def prune_checkpoints(run_dir: Path) -> int:
+    """Free a finished training run's checkpoints, keeping only the last one's trainer state.
+
+    Checkpoints exist to resume an unfinished run (weights plus optimiser state: ~3x the model
+    each). Once the run's model and metrics are written they are dead weight, except for the
+    last ``trainer_state.json``, which is how a rerun of the same command knows the run is
+    finished (``checkpoint_at_last_step``) and returns its result instead of training again.
+    Returns the bytes freed.
+    """
+    folder = run_dir / CHECKPOINT_DIR
+    checkpoints = sorted(
+        (path for path in folder.glob("checkpoint-*") if path.is_dir() and path.name[11:].isdigit()),
+        key=lambda path: int(path.name[11:]),
+    )
+    freed = 0
+    for checkpoint in checkpoints:
+        keep = checkpoint == checkpoints[-1]
+        for path in sorted(checkpoint.rglob("*"), reverse=True):  # files before their folders
+            if keep and path.name == "trainer_state.json" and path.parent == checkpoint:
+                continue
+            if path.is_dir():
+                path.rmdir()
+            else:
+                freed += path.stat().st_size
+                path.unlink()
+        if not keep:
+            checkpoint.rmdir()
+    return freed
 
 
 def write_config_file(path: Path, config: dict[str, Any]) -> None:

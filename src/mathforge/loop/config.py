@@ -207,6 +207,11 @@ class LoopConfig(_Strict):
         default_factory=list,
         description="Prefix for training commands, e.g. [accelerate, launch, --config_file, F] (GPU runs).",
     )
+    keep_checkpoints: bool = Field(
+        False,
+        description="Keep a finished training stage's resume checkpoints (weights and optimiser state, "
+        "~3x its model each); by default only what marks the run finished is kept.",
+    )
     bootstrap: list[BootstrapSource] = Field(min_length=1)
     sft: SFTStage = Field(default_factory=SFTStage)
     rm: RMStage

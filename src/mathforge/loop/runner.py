@@ -27,6 +27,7 @@ from mathforge.errors import MathforgeError
 from mathforge.loop.config import LoopConfig
 from mathforge.loop.stages import PROBLEMS_FILE, Command, Stage, build_stages
 from mathforge.loop.state import StageState, changed_settings, digest, file_digest, log_event
+from mathforge.runs import prune_checkpoints
 
 CONFIG_FILE = "loop.yaml"
 
@@ -166,6 +167,13 @@ class Loop:
         state.done = True
         state.finished_at = time.strftime("%Y-%m-%dT%H:%M:%S")
         state.save(folder)
+        if not self.config.keep_checkpoints:
+            freed = prune_checkpoints(folder)
+            if freed:
+                self.console.print(
+                    f"[dim]{stage.name}: removed its resume checkpoints ({freed / 1e9:.1f} GB; "
+                    "keep_checkpoints: true keeps them)[/]"
+                )
         log_event(self.run_dir, event="stage_done", stage=stage.name, seconds=state.seconds)
         self.console.print(f"[green]{stage.name}[/]: done in {_clock(state.seconds)}")
 

@@ -32,6 +32,8 @@ TRAIN_FILE = "train.jsonl"
 PROBLEMS_FILE = "problems.jsonl"
 GOLD_REPLAY_FILE = "gold_replay.jsonl"  # an SFT stage's sample of the gold data (sft.gold_replay)
 RM_SKIPPED = "skipped.json"
+# SFT settings only iterations >= 1 read: changing them leaves iteration 0's SFT (and all after it) as is.
+LATER_ITERATION_SFT_KEYS = {"init", "mix_bootstrap", "gold_replay", "next_lr"}
 
 
 @dataclass
@@ -316,14 +318,16 @@ def _sft_stage(
     lr = sft.lr if iteration == 0 or sft.next_lr is None else sft.next_lr
 
     def build(folder: Path) -> list[Command]:
-        # A rejection-sampling round that kept nothing leaves an empty file: train on the others.
+        # A rejection-sampling round that kept nothing leaves an empty file: train on the others;
+        # no record at all is an error. Before the inputs exist (`loop plan`) the command names them all.
         files = [path for path in data if _count_lines(path) > 0]
-        if not files:
+        if not files and any(path.is_file() for path in data):
             raise MathforgeError(
                 f"it{iteration}/sft: nothing to train on ({', '.join(str(path) for path in data)} "
                 "are empty: the rejection-sampling round kept no response); raise rs.n or rs.problems, "
                 "or set sft.gold_replay: null to train on all the gold data, then rerun"
             )
+        files = files or data
         argv = ["sft", "--data", ",".join(str(path) for path in files), "--base", base, "--out", str(folder)]
         argv += ["--epochs", str(sft.epochs), "--max-steps", str(sft.max_steps), "--lr", str(lr)]
         argv += ["--warmup", str(sft.warmup), "--batch-size", str(sft.batch_size)]
@@ -336,7 +340,11 @@ def _sft_stage(
         name=f"it{iteration}/sft",
         kind="sft",
         inputs=[*inputs, *([start] if start else [])],
-        settings={"sft": sft.model_dump(), "base": base if start is None else None, "seed": config.seed},
+        settings={
+            "sft": sft.model_dump(exclude=LATER_ITERATION_SFT_KEYS if iteration == 0 else None),
+            "base": base if start is None else None,
+            "seed": config.seed,
+        },
         build=build,
         prepare=prepare,
         model=True,

@@ -33,12 +33,17 @@ from mathforge.reward.loss import listwise_loss
 from mathforge.reward.model import RewardModel, pad_right
 from mathforge.reward.ranking import ranking_metrics
 from mathforge.reward.records import RankedGroup, read_groups
-from mathforge.runs import ENVIRONMENT, check_identity, checkpoint_at_last_step, write_config_file
+from mathforge.runs import (
+    CHECKPOINT_DIR,
+    ENVIRONMENT,
+    check_identity,
+    checkpoint_at_last_step,
+    write_config_file,
+)
 from mathforge.runtime import environment, training_placement
 
 CONFIG_FILE = "train_config.json"
 METRICS_FILE = "metrics.json"
-CHECKPOINT_DIR = "checkpoints"
 _ABSENT = -100  # label (and padded score) of an empty slot when problems have different n
 
 # Settings a rerun may change and still resume (logging, checkpoint cadence, memory trade-offs);

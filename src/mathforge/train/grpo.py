@@ -43,7 +43,6 @@ from mathforge.train.notices import quiet_library_notices
 CONFIG_FILE = "config.yaml"
 STEPS_FILE = "steps.jsonl"
 METRICS_FILE = "metrics.json"
-CHECKPOINT_DIR = "checkpoints"
 
 # Settings that change what is trained: a run directory only resumes a run with the same values.
 IDENTITY_KEYS = (
@@ -224,7 +223,13 @@ def run(
     from mathforge.engines.base import SamplingParams
     from mathforge.interrupt import train_or_restore
     from mathforge.models import resolve_model
-    from mathforge.runs import ENVIRONMENT, check_identity, checkpoint_at_last_step, write_config_file
+    from mathforge.runs import (
+        CHECKPOINT_DIR,
+        ENVIRONMENT,
+        check_identity,
+        checkpoint_at_last_step,
+        write_config_file,
+    )
     from mathforge.train.grpo_log import SaveLastStep, StepLog, keep_steps_up_to
     from mathforge.train.rewards import MathReward
     from mathforge.train.rollouts import Rollout, hf_engine_on_policy, vllm_engine_on_policy

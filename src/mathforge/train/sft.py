@@ -41,7 +41,6 @@ from mathforge.train.tokenize import IGNORE_INDEX, tokenize_record
 CONFIG_FILE = "config.yaml"
 LOG_FILE = "log.jsonl"
 METRICS_FILE = "metrics.json"
-CHECKPOINT_DIR = "checkpoints"
 
 # Settings that change what is trained: a run directory only resumes a run with the same values.
 IDENTITY_KEYS = (
@@ -259,7 +258,13 @@ def run(config: SFTConfig, *, overwrite: bool = False, callbacks: list[Any] | No
 
     from mathforge.interrupt import train_or_restore
     from mathforge.models.resolve import resolve_model
-    from mathforge.runs import ENVIRONMENT, check_identity, checkpoint_at_last_step, write_config_file
+    from mathforge.runs import (
+        CHECKPOINT_DIR,
+        ENVIRONMENT,
+        check_identity,
+        checkpoint_at_last_step,
+        write_config_file,
+    )
     from mathforge.train.trained_tokens import TrainedTokenSFTTrainer
 
     out = Path(config.out)
