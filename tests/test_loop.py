@@ -227,6 +227,9 @@ def test_smoke_loop_runs_every_stage_resumes_after_a_kill_and_reports(tmp_path: 
         assert (run / name / "stage.json").is_file()
     for model in ("it0/sft", "it1/sft", "it1/grpo"):
         assert (run / model / "config.json").is_file() and (run / model / "model.safetensors").is_file()
+    for trained in ("it0/sft", "it1/sft", "it1/grpo"):  # resume checkpoints freed when done (no RM here)
+        left = [path for path in (run / trained / "checkpoints").glob("checkpoint-*/**/*") if path.is_file()]
+        assert [path.name for path in left] == ["trainer_state.json"], (trained, left)
     assert (run / "it0/bootstrap/train.jsonl").read_text().strip()
     assert "held-out accuracy by stage" in second.stdout
 
