@@ -91,11 +91,12 @@ def prune_checkpoints(run_dir: Path) -> int:
     finished (``checkpoint_at_last_step``) and returns its result instead of training again.
     Returns the bytes freed.
     """
-    folder = run_dir / CHECKPOINT_DIR
-    checkpoints = sorted(
-        (path for path in folder.glob("checkpoint-*") if path.is_dir() and path.name[11:].isdigit()),
-        key=lambda path: int(path.name[11:]),
-    )
+    steps = {
+        path: int(path.name.removeprefix("checkpoint-"))
+        for path in (run_dir / CHECKPOINT_DIR).glob("checkpoint-*")
+        if path.is_dir() and path.name.removeprefix("checkpoint-").isdigit()
+    }
+    checkpoints = sorted(steps, key=steps.__getitem__)
     freed = 0
     for checkpoint in checkpoints:
         keep = checkpoint == checkpoints[-1]
