@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from mathforge.cli import app
 from mathforge.errors import MathforgeError
 from mathforge.loop import PRESETS, Loop, load_config
+from mathforge.loop.plan import stage_sizes
 from mathforge.loop.stages import held_out_questions, normalise_question, write_problem_file
 from mathforge.loop.state import EVENTS_FILE, StageState
 
@@ -117,6 +118,16 @@ def test_a_changed_setting_changes_only_its_stage_and_those_downstream(tmp_path:
         assert [name for name in SMOKE_STAGES if before[name] == kept[name]] == SMOKE_STAGES[:8], later
     base = Loop(load_config("smoke", ["base=smollm2-135m"]), tmp_path).fingerprints
     assert all(before[name] != base[name] for name in SMOKE_STAGES if name != "it0/bootstrap")
+
+
+def test_the_plan_sizes_the_base_models_responses_apart(tmp_path: Path) -> None:
+    lengths = "estimate.tokens_per_response={cot: 4, tir: 6}"
+    config = load_config("smoke", [lengths, "estimate.base_tokens_per_response={tir: 9}"])
+    stages = {stage.name: stage for stage in Loop(config, tmp_path).stages}
+    problems = config.eval.sets[0].gen_n
+    assert config.eval.sets[0].modes == ["cot", "tir"] and config.eval.sets[0].max_new_tokens >= 9
+    assert stage_sizes(config, stages["base/eval"])["generate_tokens"] == problems * (4 + 9)
+    assert stage_sizes(config, stages["it0/sft-eval"])["generate_tokens"] == problems * (4 + 6)
 
 
 def test_gold_replay_trains_the_next_policy_on_a_seeded_sample_of_the_gold_data(tmp_path: Path) -> None:

@@ -188,6 +188,11 @@ class Estimate(_Strict):
     generate_tokens_per_second: float = 150.0
     train_tokens_per_second: float = 120.0
     tokens_per_response: dict[str, float] = Field(default_factory=lambda: {"cot": 150.0, "tir": 180.0})
+    base_tokens_per_response: dict[str, float] = Field(
+        default_factory=dict,
+        description="The base model's response length per mode where it differs (a model not yet "
+        "trained on the format often runs on to the token budget); missing modes: tokens_per_response.",
+    )
     tokens_per_record: float = 250.0
     seconds_per_command: float = 8.0
 

@@ -45,9 +45,13 @@ def _lines(path: Path) -> int | None:
         return sum(1 for line in handle if line.strip())
 
 
-def _response_tokens(config: LoopConfig, mode: str, max_new_tokens: int) -> float:
-    """Expected tokens of one response: the config's typical length, capped by the budget."""
-    return min(config.estimate.tokens_per_response[mode], float(max_new_tokens))
+def _response_tokens(config: LoopConfig, mode: str, max_new_tokens: int, *, base: bool = False) -> float:
+    """Expected tokens of one response: the config's typical length (the base model's, for
+    ``base``), capped by the budget."""
+    lengths = config.estimate.tokens_per_response
+    if base:
+        lengths = {**lengths, **config.estimate.base_tokens_per_response}
+    return min(lengths[mode], float(max_new_tokens))
 
 
 def _problems(config: LoopConfig, spec: Problems) -> int:
@@ -87,7 +91,10 @@ def _sizes(config: LoopConfig, stage: Stage) -> dict[str, Any]:
             count = _count(config, item.benches, item.split, item.limit, item.gen_n)
             problems += count
             responses += count * len(item.modes)
-            tokens += sum(count * _response_tokens(config, mode, item.max_new_tokens) for mode in item.modes)
+            tokens += sum(
+                count * _response_tokens(config, mode, item.max_new_tokens, base=model_stage is None)
+                for mode in item.modes
+            )
         return {"problems": problems, "responses": responses, "generate_tokens": tokens}
     if stage.kind == "rm-eval":
         sampled = config.eval.sampled
