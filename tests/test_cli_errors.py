@@ -60,3 +60,10 @@ def test_an_output_path_that_is_a_directory_is_a_one_line_error(tmp_path: Path) 
     (tmp_path / "out").mkdir()
     done = _run("grade", "in.jsonl", "-o", "out", cwd=tmp_path)
     _assert_one_line_error(done, "out", "directory")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full (writes to it fail: disk full)")
+def test_a_full_disk_is_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "in.jsonl").write_text('{"response": "\\\\boxed{2}", "gold": "2"}\n')
+    done = _run("grade", "in.jsonl", "-o", "/dev/full", cwd=tmp_path)
+    _assert_one_line_error(done, "the disk is full", "rerun the same command")

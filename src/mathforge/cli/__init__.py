@@ -7,6 +7,7 @@ registers its subcommands on the shared `app`.
 
 from __future__ import annotations
 
+import errno
 import sys
 
 from mathforge.cli import (  # noqa: F401  (each module registers its commands)
@@ -59,6 +60,9 @@ def user_error_message(exc: BaseException) -> str | None:
             where = ".".join(str(part) for part in error["loc"]) or exc.title
             problems.append(f"{where}: {error['msg']}")
         return "invalid setting " + "; ".join(problems)
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:  # a write's error names no file
+        where = f" writing {exc.filename}" if exc.filename else ""
+        return f"the disk is full{where}: free some space and rerun the same command (finished work is kept)"
     if isinstance(exc, OSError) and exc.filename is not None:
         target = f"{exc.filename} -> {exc.filename2}" if exc.filename2 else str(exc.filename)
         return f"{target}: {exc.strerror or exc}"
