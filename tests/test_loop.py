@@ -20,7 +20,7 @@ from mathforge.errors import MathforgeError
 from mathforge.loop import PRESETS, Loop, load_config
 from mathforge.loop.plan import stage_sizes
 from mathforge.loop.stages import held_out_questions, normalise_question, write_problem_file
-from mathforge.loop.state import EVENTS_FILE, StageState
+from mathforge.loop.state import EVENTS_FILE, StageState, in_flight
 
 runner = CliRunner()
 
@@ -181,6 +181,28 @@ def test_training_problems_equal_to_a_held_out_problem_are_left_out(tmp_path: Pa
     rows = [json.loads(line) for line in (tmp_path / "other.jsonl").read_text().splitlines()]
     assert other["held_out_duplicates"] == 0 and len(rows) == other["problems"]
     assert not {normalise_question(row["question"]) for row in rows} & held_out
+
+
+def test_status_says_how_far_an_unfinished_stage_got(tmp_path: Path) -> None:
+    sampling, training = tmp_path / "eval-run", tmp_path / "sft"
+    state = StageState(
+        "it0/sft-eval",
+        commands={
+            "generated-cot": {"done": True, "output": str(tmp_path / "other")},
+            "generated-tir": {"done": False, "output": str(sampling)},
+        },
+    )
+    assert in_flight(state) == "generated-tir: started"
+    sampling.mkdir()
+    (sampling / "samples.jsonl").write_text('{"id": 1}\n{"id": 2}\n\n{"id": 3}\n')
+    assert in_flight(state) == "generated-tir: 3 problems sampled"
+    for step in (2, 10, 4):
+        checkpoint = training / "checkpoints" / f"checkpoint-{step}"
+        checkpoint.mkdir(parents=True)
+        (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": step, "max_steps": 12}))
+    state = StageState("it0/sft", commands={"sft": {"done": False, "output": str(training)}})
+    assert in_flight(state) == "sft: step 10/12 saved"
+    assert in_flight(StageState("it0/sft", commands={"sft": {"done": True, "output": str(training)}})) == ""
 
 
 def test_a_stage_alone_needs_its_inputs_done(tmp_path: Path) -> None:

@@ -64,13 +64,14 @@ def status_command(
     """Each stage: done, partial, changed (and why) or pending, with its time."""
     from mathforge.loop import Loop, load_config
     from mathforge.loop.runner import CONFIG_FILE
+    from mathforge.loop.state import in_flight
 
     spec = config or str(run_dir / CONFIG_FILE)
     if config is None and not (run_dir / CONFIG_FILE).is_file():
         raise typer.BadParameter(f"{run_dir}: no {CONFIG_FILE}; pass --config", param_hint="RUN_DIR")
     loop = Loop(load_config(spec, overrides), run_dir, console=err_console)
     table = Table(title=f"loop {run_dir}")
-    for column in ("stage", "status", "time", "commands", "why"):
+    for column in ("stage", "status", "time", "commands", "why / in flight"):
         table.add_column(column)
     for row in loop.statuses():
         state = row.state
@@ -80,7 +81,8 @@ def status_command(
             else "-"
         )
         seconds = f"{state.seconds / 60:.1f} min" if state and state.seconds else "-"
-        table.add_row(row.stage.name, row.status, seconds, commands, row.why)
+        note = in_flight(state) if state is not None and row.status == "partial" else row.why
+        table.add_row(row.stage.name, row.status, seconds, commands, note)
     console.print(table)
 
 

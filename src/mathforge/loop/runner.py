@@ -156,7 +156,12 @@ class Loop:
             if known and known.get("identity") == identity and known.get("done"):
                 continue
             fresh = known is not None and known.get("identity") != identity
-            state.commands[command.key] = {"identity": identity, "argv": command.argv, "done": False}
+            state.commands[command.key] = {
+                "identity": identity,
+                "argv": command.argv,
+                "output": command.output,
+                "done": False,
+            }
             state.save(folder)
             seconds = self._execute(stage, command, fresh)
             state.commands[command.key] |= {"done": True, "seconds": round(seconds, 1)}

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mathforge.runs import CHECKPOINT_DIR, SAMPLES_FILE
+
 STATE_FILE = "stage.json"
 EVENTS_FILE = "loop.jsonl"
 
@@ -62,6 +64,27 @@ class StageState:
         partial = folder / f".{STATE_FILE}.partial"
         partial.write_text(json.dumps(self.__dict__, indent=2, default=str) + "\n", encoding="utf-8")
         os.replace(partial, folder / STATE_FILE)
+
+
+def in_flight(state: StageState) -> str:
+    """How far an unfinished stage's current command got, read from its output folder: problems
+    sampled so far, or the step of the last saved checkpoint (what a resume starts from)."""
+    running = [(key, command) for key, command in state.commands.items() if not command.get("done")]
+    if not running or "output" not in running[0][1]:
+        return ""
+    key, output = running[0][0], Path(running[0][1]["output"])
+    samples = output / SAMPLES_FILE
+    if samples.is_file():
+        with samples.open("rb") as handle:
+            return f"{key}: {sum(1 for line in handle if line.strip()):,} problems sampled"
+    steps = [
+        json.loads(path.read_text(encoding="utf-8"))
+        for path in (output / CHECKPOINT_DIR).glob("checkpoint-*/trainer_state.json")
+    ]
+    if steps:
+        last = max(steps, key=lambda state: state.get("global_step", 0))
+        return f"{key}: step {last.get('global_step')}/{last.get('max_steps')} saved"
+    return f"{key}: started"
 
 
 def changed_settings(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
