@@ -19,8 +19,10 @@ from mathforge.cli import app
 from mathforge.errors import MathforgeError
 from mathforge.loop import PRESETS, Loop, load_config
 from mathforge.loop.plan import stage_sizes
+from mathforge.loop.report import _sample_pairwise
 from mathforge.loop.stages import held_out_questions, normalise_question, write_problem_file
 from mathforge.loop.state import EVENTS_FILE, StageState, in_flight
+from mathforge.records import ProblemRecord, SampleRecord
 
 runner = CliRunner()
 
@@ -307,3 +309,32 @@ def test_data_appearing_for_an_optional_set_reruns_the_stages_that_use_it(tmp_pa
     after = Loop(config, tmp_path / "run").fingerprints
     assert before["base/eval"] != after["base/eval"]  # the GSM8K held-out set is evaluated now
     assert before["it0/bootstrap"] != after["it0/bootstrap"]  # and GSM8K train joins the gold data
+
+
+class _ScoredRun:
+    """An evaluation run's two views the RM table reads: its problems and any external scores."""
+
+    def __init__(self, records: dict[str, ProblemRecord], scores: dict[str, list[float]] | None) -> None:
+        self._records, self._scores = records, scores
+
+    def records(self) -> dict[str, ProblemRecord]:
+        return self._records
+
+    def rm_scores(self) -> dict[str, list[float]] | None:
+        return self._scores
+
+
+def test_the_rm_table_judges_the_rm_on_the_samples_it_reranked() -> None:
+    def problem(name: str, scored: list[tuple[float | None, bool]]) -> ProblemRecord:
+        samples = [SampleRecord(response="", correct=right, rm_score=score) for score, right in scored]
+        return ProblemRecord(id=name, benchmark="generated", question=name, gold="1", samples=samples)
+
+    records = {
+        "both-right-order": problem("a", [(0.9, True), (0.1, False), (0.2, False)]),  # 2 of 2 pairs
+        "half": problem("b", [(0.5, True), (0.7, False), (0.1, False)]),  # 1 of 2 pairs
+        "no-pair": problem("c", [(0.3, True), (0.4, True)]),  # all right: no pair, not counted
+        "unscored": problem("d", [(None, True), (0.4, False)]),
+    }
+    assert _sample_pairwise(_ScoredRun(records, None)) == (0.75, 2)  # type: ignore[arg-type]
+    external = {"half": [0.9, 0.1, 0.2], "unscored": [0.8, 0.1]}  # a --rm-scores file wins
+    assert _sample_pairwise(_ScoredRun(records, external)) == (1.0, 3)  # type: ignore[arg-type]

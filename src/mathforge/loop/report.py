@@ -19,6 +19,7 @@ from mathforge.errors import MathforgeError
 from mathforge.eval.report import Run, load_run
 from mathforge.loop.state import STATE_FILE
 from mathforge.metrics import paired_difference, per_problem_table
+from mathforge.reward.ranking import pairwise_accuracy
 
 
 def _state(folder: Path) -> dict[str, Any] | None:
@@ -125,15 +126,33 @@ def _rm_row(stage: str, key: str, run: Run, run_dir: Path) -> dict[str, Any]:
         shared = sorted(set(majority) & set(reranked))
         diff = paired_difference([majority[i] for i in shared], [reranked[i] for i in shared])
         row["rm_minus_maj"] = {"value": diff["diff"], "ci": diff["ci"]}
+        row["sample_pairwise_accuracy"], row["sample_pair_problems"] = _sample_pairwise(run)
     metrics_path = run_dir / iteration / "rm" / "metrics.json"
     if metrics_path.is_file():
         trained = json.loads(metrics_path.read_text(encoding="utf-8"))
         row["pairwise_accuracy"] = trained.get("metrics", {}).get("pairwise_accuracy")
         row["rm_train_problems"] = trained.get("train_problems")
+        row["rm_eval_problems"] = trained.get("eval_problems")
     skipped = run_dir / iteration / "rm" / "skipped.json"
     if skipped.is_file():
         row["rm_skipped"] = json.loads(skipped.read_text(encoding="utf-8")).get("reason")
     return row
+
+
+def _sample_pairwise(run: Run) -> tuple[float | None, int]:
+    """The RM's pairwise accuracy on the held-out samples it reranked (mean over the problems with
+    a right and a wrong sample), and how many such problems there were: the ranking RM@n rests on,
+    on more problems than the few the RM's training holds out."""
+    external = run.rm_scores() or {}
+    values = []
+    for problem, record in run.records().items():
+        scores = external.get(problem) or [sample.rm_score for sample in record.samples]
+        if len(scores) != len(record.samples) or any(score is None for score in scores):
+            continue
+        value = pairwise_accuracy(scores, [sample.correct for sample in record.samples])
+        if value is not None:
+            values.append(value)
+    return (sum(values) / len(values) if values else None), len(values)
 
 
 def _stage_summary(name: str, folder: Path, state: dict[str, Any]) -> dict[str, Any]:
@@ -234,7 +253,7 @@ def accuracy_table(report: dict[str, Any]) -> Table:
 
 def rm_table(report: dict[str, Any]) -> Table:
     """Per iteration: its policy's sampled pass@1, maj@n and RM@n on a held-out set, the paired
-    RM@n - maj@n, and the RM's held-out pairwise accuracy from training."""
+    RM@n - maj@n, the RM's pairwise accuracy on those samples and on its training hold-out."""
     table = Table(title="reward model per iteration (held-out, sampled; %, 95% CI)")
     for column in ("iteration", "held-out set", "metric", "value"):
         table.add_column(column, justify="right" if column == "value" else "left", no_wrap=True)
@@ -249,8 +268,14 @@ def rm_table(report: dict[str, Any]) -> Table:
         diff = row.get("rm_minus_maj")
         if diff:
             cells.append((f"RM@{n} - maj@{n}", _with_ci(diff["value"], diff["ci"], signed=True)))
+        if row.get("sample_pairwise_accuracy") is not None:
+            label = f"RM pairwise accuracy ({row['sample_pair_problems']} problems with pairs)"
+            cells.append((label, _pct(row["sample_pairwise_accuracy"])))
         if row.get("pairwise_accuracy") is not None:
-            cells.append(("RM pairwise accuracy", _pct(row["pairwise_accuracy"])))
+            held_out = row.get("rm_eval_problems")
+            label = "RM pairwise accuracy, training hold-out"
+            label += f" ({held_out} problems)" if held_out else ""
+            cells.append((label, _pct(row["pairwise_accuracy"])))
         if row.get("rm_skipped"):
             cells.append(("RM", f"not trained: {row['rm_skipped']}"))
         for position, (name, value) in enumerate(cells):
