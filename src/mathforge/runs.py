@@ -82,6 +82,16 @@ def checkpoint_at_last_step(checkpoint: str | Path | None, max_steps: int) -> bo
     return 0 < last_step <= state.get("global_step", 0)
 
 
+def checkpoints_by_step(run_dir: Path) -> list[Path]:
+    """A training run's ``checkpoints/checkpoint-N`` folders, in step order (the last resumes)."""
+    steps = {
+        path: int(path.name.removeprefix("checkpoint-"))
+        for path in (run_dir / CHECKPOINT_DIR).glob("checkpoint-*")
+        if path.is_dir() and path.name.removeprefix("checkpoint-").isdigit()
+    }
+    return sorted(steps, key=steps.__getitem__)
+
+
 def prune_checkpoints(run_dir: Path) -> int:
     """Free a finished training run's checkpoints, keeping only the last one's trainer state.
 
@@ -91,12 +101,7 @@ def prune_checkpoints(run_dir: Path) -> int:
     finished (``checkpoint_at_last_step``) and returns its result instead of training again.
     Returns the bytes freed.
     """
-    steps = {
-        path: int(path.name.removeprefix("checkpoint-"))
-        for path in (run_dir / CHECKPOINT_DIR).glob("checkpoint-*")
-        if path.is_dir() and path.name.removeprefix("checkpoint-").isdigit()
-    }
-    checkpoints = sorted(steps, key=steps.__getitem__)
+    checkpoints = checkpoints_by_step(run_dir)
     freed = 0
     for checkpoint in checkpoints:
         keep = checkpoint == checkpoints[-1]

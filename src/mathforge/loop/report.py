@@ -19,7 +19,7 @@ from mathforge.errors import MathforgeError
 from mathforge.eval.report import Run, load_run
 from mathforge.loop.state import STATE_FILE
 from mathforge.metrics import paired_difference, per_problem_table
-from mathforge.reward.ranking import pairwise_accuracy
+from mathforge.reward.ranking import ranking_metrics
 
 
 def _state(folder: Path) -> dict[str, Any] | None:
@@ -144,15 +144,15 @@ def _sample_pairwise(run: Run) -> tuple[float | None, int]:
     a right and a wrong sample), and how many such problems there were: the ranking RM@n rests on,
     on more problems than the few the RM's training holds out."""
     external = run.rm_scores() or {}
-    values = []
+    scores, correct = [], []
     for problem, record in run.records().items():
-        scores = external.get(problem) or [sample.rm_score for sample in record.samples]
-        if len(scores) != len(record.samples) or any(score is None for score in scores):
-            continue
-        value = pairwise_accuracy(scores, [sample.correct for sample in record.samples])
-        if value is not None:
-            values.append(value)
-    return (sum(values) / len(values) if values else None), len(values)
+        ranked = external.get(problem) or [sample.rm_score for sample in record.samples]
+        if len(ranked) == len(record.samples) and all(score is not None for score in ranked):
+            scores.append(ranked)
+            correct.append([sample.correct for sample in record.samples])
+    metrics = ranking_metrics(scores, correct)
+    pairs = int(metrics["problems_with_pairs"])
+    return (metrics["pairwise_accuracy"] if pairs else None), pairs
 
 
 def _stage_summary(name: str, folder: Path, state: dict[str, Any]) -> dict[str, Any]:

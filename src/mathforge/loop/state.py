@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mathforge.runs import CHECKPOINT_DIR, SAMPLES_FILE
+from mathforge.runs import SAMPLES_FILE, checkpoints_by_step
 
 STATE_FILE = "stage.json"
 EVENTS_FILE = "loop.jsonl"
@@ -77,13 +77,10 @@ def in_flight(state: StageState) -> str:
     if samples.is_file():
         with samples.open("rb") as handle:
             return f"{key}: {sum(1 for line in handle if line.strip()):,} problems sampled"
-    steps = [
-        json.loads(path.read_text(encoding="utf-8"))
-        for path in (output / CHECKPOINT_DIR).glob("checkpoint-*/trainer_state.json")
-    ]
-    if steps:
-        last = max(steps, key=lambda state: state.get("global_step", 0))
-        return f"{key}: step {last.get('global_step')}/{last.get('max_steps')} saved"
+    checkpoints = checkpoints_by_step(output)
+    if checkpoints and (checkpoints[-1] / "trainer_state.json").is_file():
+        saved = json.loads((checkpoints[-1] / "trainer_state.json").read_text(encoding="utf-8"))
+        return f"{key}: step {saved.get('global_step')}/{saved.get('max_steps')} saved"
     return f"{key}: started"
 
 
