@@ -20,7 +20,7 @@ from mathforge.errors import MathforgeError
 from mathforge.loop import PRESETS, Loop, load_config
 from mathforge.loop.plan import stage_sizes
 from mathforge.loop.report import _sample_pairwise
-from mathforge.loop.stages import held_out_questions, normalise_question, write_problem_file
+from mathforge.loop.stages import held_out_questions, merge_records, normalise_question, write_problem_file
 from mathforge.loop.state import EVENTS_FILE, StageState, in_flight
 from mathforge.records import ProblemRecord, SampleRecord
 
@@ -152,6 +152,33 @@ def test_gold_replay_trains_the_next_policy_on_a_seeded_sample_of_the_gold_data(
     assert argv[argv.index("--lr") + 1] == "0.0005"
     first = stages["it0/sft"].build(tmp_path / "it0/sft")[0].argv
     assert first[first.index("--lr") + 1] == str(config.sft.lr)
+
+
+def test_records_holding_unicode_line_separators_stay_one_record(tmp_path: Path) -> None:
+    # GSM8K train holds a question with U+2028 in it; JSONL written with ensure_ascii=False keeps it
+    # raw, and str.splitlines() would cut that record in two (the laptop run's bootstrap crashed so).
+    records = [
+        {"id": "a", "question": "Clive opens a box of balls.  \u2028The box contains 6 blue ones."},
+        {"id": "b", "question": "x\u0085y\u2029z"},
+        {"id": "c", "question": "plain"},
+    ]
+    source = tmp_path / "it0/bootstrap/0.jsonl"
+    source.parent.mkdir(parents=True)
+    source.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    merged = tmp_path / "it0/bootstrap/train.jsonl"
+    assert merge_records([source], merged, held_out={"plain"}) == {"records": 2, "held_out_duplicates": 1}
+    assert [json.loads(line) for line in merged.read_text(encoding="utf-8").split("\n") if line] == records[
+        :2
+    ]
+    config = load_config("smoke", ["sft.gold_replay=1"])
+    sft = {stage.name: stage for stage in Loop(config, tmp_path).stages}["it1/sft"]
+    sampled = tmp_path / "it1/rs/train.jsonl"
+    sampled.parent.mkdir(parents=True)
+    sampled.write_text(json.dumps({"id": "s0"}) + "\n" + json.dumps({"id": "s1"}) + "\n")
+    assert sft.prepare is not None
+    sft.prepare(sft.folder(tmp_path))
+    replay = (sft.folder(tmp_path) / "gold_replay.jsonl").read_text(encoding="utf-8").split("\n")
+    assert sorted(json.loads(line)["id"] for line in replay if line) == ["a", "b"]
 
 
 def test_an_sft_stage_with_nothing_to_train_on_says_why(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 
 from mathforge.data.decontam import record_question
 from mathforge.errors import MathforgeError
+from mathforge.jsonl import jsonl_lines
 from mathforge.loop.config import EvalSet, LoopConfig, Problems
 
 BASE = "base"
@@ -198,9 +199,7 @@ def merge_records(files: list[Path], out: Path, held_out: set[str]) -> dict[str,
         for path in files:
             if not path.is_file():
                 continue
-            for line in path.read_text(encoding="utf-8").splitlines():
-                if not line.strip():
-                    continue
+            for line in jsonl_lines(path):
                 question, _ = record_question(json.loads(line))
                 if normalise_question(question or "") in held_out:
                     dropped += 1
@@ -357,7 +356,7 @@ def _gold_replay_writer(
     """Writes ``per_record`` gold records per rejection-sampled one, drawn seeded from the gold data."""
 
     def prepare(folder: Path) -> None:
-        lines = [line for line in gold.read_text(encoding="utf-8").splitlines() if line.strip()]
+        lines = jsonl_lines(gold)
         wanted = min(len(lines), per_record * _count_lines(sampled))
         chosen = random.Random(seed).sample(lines, wanted)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -586,4 +585,4 @@ def _problem_writer(config: LoopConfig, spec: Problems) -> Callable[[Path], None
 def _count_lines(path: Path) -> int:
     if not path.is_file():
         return 0
-    return sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    return len(jsonl_lines(path))

@@ -10,6 +10,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from mathforge.jsonl import jsonl_lines
+
 
 class StepLog(TrainerCallback):
     """One JSON line per optimiser step in ``steps.jsonl``, and a progress line with ETA on stderr.
@@ -95,7 +97,7 @@ def keep_steps_up_to(path: Path, step: int) -> None:
     """Drop log lines after ``step`` (written by a run killed after its last checkpoint)."""
     if not path.is_file():
         return
-    kept = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    kept = jsonl_lines(path)
     kept = [line for line in kept if json.loads(line).get("step", 0) <= step]
     path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
