@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mathforge.cli import app
-from mathforge.errors import MathforgeError
+from mathforge.errors import InputError, MathforgeError
 from mathforge.loop import PRESETS, Loop, load_config
 from mathforge.loop.plan import stage_sizes
 from mathforge.loop.report import _sample_pairwise
@@ -170,6 +170,10 @@ def test_records_holding_unicode_line_separators_stay_one_record(tmp_path: Path)
     assert [json.loads(line) for line in merged.read_text(encoding="utf-8").split("\n") if line] == records[
         :2
     ]
+    torn = tmp_path / "torn.jsonl"
+    torn.write_text('{"id": "a"}\n{"id": "b", "question": "cut sh\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"torn.jsonl:2: not valid JSON"):
+        merge_records([torn], tmp_path / "merged.jsonl", held_out=set())
     config = load_config("smoke", ["sft.gold_replay=1"])
     sft = {stage.name: stage for stage in Loop(config, tmp_path).stages}["it1/sft"]
     sampled = tmp_path / "it1/rs/train.jsonl"

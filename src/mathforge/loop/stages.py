@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from mathforge.data.decontam import record_question
-from mathforge.errors import MathforgeError
-from mathforge.jsonl import jsonl_lines
+from mathforge.errors import InputError, MathforgeError
+from mathforge.jsonl import jsonl_lines, read_jsonl_raw
 from mathforge.loop.config import EvalSet, LoopConfig, Problems
 
 BASE = "base"
@@ -199,12 +199,14 @@ def merge_records(files: list[Path], out: Path, held_out: set[str]) -> dict[str,
         for path in files:
             if not path.is_file():
                 continue
-            for line in jsonl_lines(path):
-                question, _ = record_question(json.loads(line))
+            for _, line, record in read_jsonl_raw(path):
+                if isinstance(record, InputError):
+                    raise record
+                question, _ = record_question(record)
                 if normalise_question(question or "") in held_out:
                     dropped += 1
                     continue
-                handle.write(line + "\n")
+                handle.write(line.rstrip("\n") + "\n")
                 kept += 1
     return {"records": kept, "held_out_duplicates": dropped}
 
