@@ -132,6 +132,15 @@ def test_the_plan_sizes_the_base_models_responses_apart(tmp_path: Path) -> None:
     assert stage_sizes(config, stages["it0/sft-eval"])["generate_tokens"] == problems * (4 + 6)
 
 
+def test_the_plan_trains_the_rm_only_on_its_pairable_share(tmp_path: Path) -> None:
+    config = load_config("smoke", ["estimate.rm_pairable_share=0.25"])
+    stages = {stage.name: stage for stage in Loop(config, tmp_path).stages}
+    sampled = stage_sizes(config, stages["it1/rm-data"])
+    trained = stage_sizes(config, stages["it1/rm"])
+    assert trained["responses"] == round(sampled["responses"] * 0.25)
+    assert trained["train_tokens"] == sampled["generate_tokens"] * 0.25 * config.rm.epochs
+
+
 def test_gold_replay_trains_the_next_policy_on_a_seeded_sample_of_the_gold_data(tmp_path: Path) -> None:
     config = load_config("smoke", ["sft.gold_replay=2", "sft.next_lr=0.0005"])
     stages = {stage.name: stage for stage in Loop(config, tmp_path).stages}

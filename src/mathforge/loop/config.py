@@ -194,6 +194,13 @@ class Estimate(_Strict):
         "trained on the format often runs on to the token budget); missing modes: tokens_per_response.",
     )
     tokens_per_record: float = 250.0
+    rm_pairable_share: float = Field(
+        0.3,
+        gt=0,
+        le=1,
+        description="Share of the RM problems whose samples are both right and wrong: the RM trains "
+        "on those only (the demo: 17 of 64).",
+    )
     seconds_per_command: float = 8.0
 
 

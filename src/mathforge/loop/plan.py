@@ -118,7 +118,9 @@ def _sizes(config: LoopConfig, stage: Stage) -> dict[str, Any]:
         tokens = responses * _response_tokens(config, rm.mode, rm.max_new_tokens)
         if stage.kind == "rm-data":
             return {"problems": responses // rm.n, "responses": responses, "generate_tokens": tokens}
-        return {"responses": responses, "train_tokens": tokens * rm.epochs}
+        # Only problems with a right and a wrong sample carry a ranking signal; the others are dropped.
+        share = est.rm_pairable_share
+        return {"responses": round(responses * share), "train_tokens": tokens * share * rm.epochs}
     if stage.kind == "rs":
         rs = config.rs
         count = _problems(config, rs.problems)
