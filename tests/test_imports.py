@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ast
 import itertools
+import subprocess
+import sys
 from pathlib import Path
 
 import mathforge
@@ -94,3 +96,11 @@ def test_the_schema_and_the_metrics_stand_alone():
     graph = import_graph()
     assert set(graph.get("records", {})) == set()
     assert "eval" not in graph.get("metrics", {}) and "eval" not in graph.get("reward", {})
+
+
+def test_the_command_line_starts_without_torch_or_transformers():
+    # Every command imports its heavy libraries in its body: `--help`, `loop status` and
+    # `loop plan` answer in a fraction of a second, and the loop runner holds no torch.
+    code = "import sys, mathforge.cli; print(sorted({'torch', 'transformers', 'trl'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -23,13 +23,11 @@ import json
 import math
 import random
 import shutil
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from transformers import TrainerCallback
 
 from mathforge.console import stderr_console
 from mathforge.errors import InputError, MathforgeError
@@ -222,28 +220,6 @@ def encode_records(tokenizer: Any, records: list[SFTRecord], max_length: int, pa
     return encoded
 
 
-class LogLastStep(TrainerCallback):
-    """Log at the last step too, so the final train loss and token count are in the log."""
-
-    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if state.global_step >= state.max_steps:
-            control.should_log = True
-
-
-class StepTimer(TrainerCallback):
-    """Seconds spent in optimiser steps (evaluation and checkpointing excluded), for tokens/s."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self._start = 0.0
-
-    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self._start = time.perf_counter()
-
-    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.seconds += time.perf_counter() - self._start
-
-
 def run(config: SFTConfig, *, overwrite: bool = False, callbacks: list[Any] | None = None) -> SFTResult:
     """Fine-tune ``config.base`` on ``config.data``; resume from the last checkpoint in ``config.out``.
 
@@ -265,6 +241,7 @@ def run(config: SFTConfig, *, overwrite: bool = False, callbacks: list[Any] | No
         checkpoint_at_last_step,
         write_config_file,
     )
+    from mathforge.train.sft_log import LogLastStep, StepTimer
     from mathforge.train.trained_tokens import TrainedTokenSFTTrainer
 
     out = Path(config.out)
