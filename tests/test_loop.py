@@ -18,9 +18,16 @@ from typer.testing import CliRunner
 from mathforge.cli import app
 from mathforge.errors import InputError, MathforgeError
 from mathforge.loop import PRESETS, Loop, load_config
+from mathforge.loop import runner as loop_runner
 from mathforge.loop.plan import stage_sizes
 from mathforge.loop.report import _sample_pairwise
-from mathforge.loop.stages import held_out_questions, merge_records, normalise_question, write_problem_file
+from mathforge.loop.stages import (
+    Command,
+    held_out_questions,
+    merge_records,
+    normalise_question,
+    write_problem_file,
+)
 from mathforge.loop.state import EVENTS_FILE, StageState, in_flight
 from mathforge.records import ProblemRecord, SampleRecord
 
@@ -245,6 +252,35 @@ def test_status_says_how_far_an_unfinished_stage_got(tmp_path: Path) -> None:
     state = StageState("it0/sft", commands={"sft": {"done": False, "output": str(training)}})
     assert in_flight(state) == "sft: step 10/12 saved"
     assert in_flight(StageState("it0/sft", commands={"sft": {"done": True, "output": str(training)}})) == ""
+
+
+def test_a_stage_keeps_its_time_while_running_and_after_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Saved while a command runs (a run killed outright keeps it) and summed over the attempts.
+    monkeypatch.setattr(loop_runner, "TIME_RECORD_SECONDS", 0.05)
+    saved: list[float] = []
+    save = StageState.save
+    monkeypatch.setattr(
+        StageState, "save", lambda self, folder: (saved.append(self.seconds), save(self, folder))
+    )
+    loop = Loop(load_config("smoke"), tmp_path)
+    stage = loop.by_name["base/eval"]
+
+    def sleeping(code: str) -> list[Command]:
+        script = f"import sys, time; time.sleep(0.4); sys.exit({code})"
+        return [Command("wait", [], str(tmp_path / "out"), launcher=[sys.executable, "-c", script])]
+
+    monkeypatch.setattr(stage, "build", lambda folder: sleeping("1"))
+    with pytest.raises(MathforgeError, match="exited with status 1"):
+        loop.run(only=["base/eval"])
+    failed = StageState.load(stage.folder(tmp_path), stage.name)
+    assert failed is not None and not failed.done and failed.seconds >= 0.4
+    assert any(0 < seconds < 0.4 for seconds in saved)  # saved mid-command
+    monkeypatch.setattr(stage, "build", lambda folder: sleeping("0"))
+    loop.run(only=["base/eval"])
+    finished = StageState.load(stage.folder(tmp_path), stage.name)
+    assert finished is not None and finished.done and finished.seconds >= failed.seconds + 0.4
 
 
 def test_a_stage_alone_needs_its_inputs_done(tmp_path: Path) -> None:

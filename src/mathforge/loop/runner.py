@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from mathforge.loop.state import StageState, changed_settings, digest, file_dige
 from mathforge.runs import prune_checkpoints
 
 CONFIG_FILE = "loop.yaml"
+TIME_RECORD_SECONDS = 60.0
 
 
 @dataclass
@@ -145,7 +147,33 @@ class Loop:
         folder.mkdir(parents=True, exist_ok=True)
         state.save(folder)
         log_event(self.run_dir, event="stage_start", stage=stage.name, status=row.status, why=row.why)
-        began = time.monotonic()
+        began, spent_before = time.monotonic(), state.seconds
+
+        def record_time() -> None:
+            state.seconds = round(spent_before + time.monotonic() - began, 1)
+            state.save(folder)
+
+        try:
+            self._run_commands(stage, folder, state, record_time)
+        finally:
+            record_time()  # a failed, interrupted or killed stage keeps the time it spent
+        state.done = True
+        state.finished_at = time.strftime("%Y-%m-%dT%H:%M:%S")
+        state.save(folder)
+        if not self.config.keep_checkpoints:
+            freed = prune_checkpoints(folder)
+            if freed:
+                self.console.print(
+                    f"[dim]{stage.name}: removed its resume checkpoints ({freed / 1e9:.1f} GB; "
+                    "keep_checkpoints: true keeps them)[/]"
+                )
+        log_event(self.run_dir, event="stage_done", stage=stage.name, seconds=state.seconds)
+        self.console.print(f"[green]{stage.name}[/]: done in {_clock(state.seconds)}")
+
+    def _run_commands(
+        self, stage: Stage, folder: Path, state: StageState, record_time: Callable[[], None]
+    ) -> None:
+        """The stage's commands not yet done (each recorded as it starts and ends), then its finish."""
         if stage.prepare is not None:
             stage.prepare(folder)
         commands = stage.build(folder)
@@ -163,27 +191,18 @@ class Loop:
                 "done": False,
             }
             state.save(folder)
-            seconds = self._execute(stage, command, fresh)
+            seconds = self._execute(stage, command, fresh, record_time)
             state.commands[command.key] |= {"done": True, "seconds": round(seconds, 1)}
             state.save(folder)
         state.commands = {command.key: state.commands[command.key] for command in commands}
         state.result = stage.finish(folder) if stage.finish is not None else {}
-        state.seconds = round(state.seconds + time.monotonic() - began, 1)
-        state.done = True
-        state.finished_at = time.strftime("%Y-%m-%dT%H:%M:%S")
-        state.save(folder)
-        if not self.config.keep_checkpoints:
-            freed = prune_checkpoints(folder)
-            if freed:
-                self.console.print(
-                    f"[dim]{stage.name}: removed its resume checkpoints ({freed / 1e9:.1f} GB; "
-                    "keep_checkpoints: true keeps them)[/]"
-                )
-        log_event(self.run_dir, event="stage_done", stage=stage.name, seconds=state.seconds)
-        self.console.print(f"[green]{stage.name}[/]: done in {_clock(state.seconds)}")
 
-    def _execute(self, stage: Stage, command: Command, fresh: bool) -> float:
-        """Run one command to completion; a failure or an interrupt stops the loop with its status."""
+    def _execute(self, stage: Stage, command: Command, fresh: bool, record_time: Callable[[], None]) -> float:
+        """Run one command to completion; a failure or an interrupt stops the loop with its status.
+
+        The stage's time is saved every ``TIME_RECORD_SECONDS`` while the command runs, so a run
+        killed outright (a closed laptop, a session's end) still reports the time its stages took.
+        """
         argv = command.full_argv(sys.executable)
         if fresh:
             if command.overwrite_flag:
@@ -195,7 +214,12 @@ class Loop:
         began = time.monotonic()
         process = subprocess.Popen(argv, env=self._child_env)
         try:
-            code = process.wait()
+            while True:
+                try:
+                    code = process.wait(timeout=TIME_RECORD_SECONDS)
+                    break
+                except subprocess.TimeoutExpired:
+                    record_time()
         except KeyboardInterrupt:
             # The terminal sent SIGINT to the whole group: the command saves its work and exits.
             code = _wait_after_interrupt(process)
