@@ -379,12 +379,21 @@ def test_smoke_loop_runs_every_stage_resumes_after_a_kill_and_reports(tmp_path: 
 
 def test_data_appearing_for_an_optional_set_reruns_the_stages_that_use_it(tmp_path: Path) -> None:
     config = load_config("demo", [f"data_dir={tmp_path}"])
-    before = Loop(config, tmp_path / "run").fingerprints
+    first = Loop(config, tmp_path / "run")
+    before = first.fingerprints
+    base_eval = first.by_name["base/eval"]
+    StageState("base/eval", before["base/eval"], base_eval.settings, done=True).save(
+        base_eval.folder(first.run_dir)
+    )
     (tmp_path / "gsm8k").mkdir()
     (tmp_path / "gsm8k" / "test.jsonl").write_text('{"question": "1+1?", "answer": "#### 2"}\n')
-    after = Loop(config, tmp_path / "run").fingerprints
+    second = Loop(config, tmp_path / "run")
+    after = second.fingerprints
     assert before["base/eval"] != after["base/eval"]  # the GSM8K held-out set is evaluated now
     assert before["it0/bootstrap"] != after["it0/bootstrap"]  # and GSM8K train joins the gold data
+    (row,) = [row for row in second.statuses() if row.stage.name == "base/eval"]
+    assert row.status == "changed"
+    assert row.why == "sets.gsm8k: data found here (data_dir, $MATHFORGE_DATA_DIR)"
 
 
 class _ScoredRun:

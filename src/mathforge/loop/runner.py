@@ -84,7 +84,7 @@ class Loop:
             for name in stage.inputs
             if state.inputs.get(name) != self.fingerprints[name]
         ]
-        return ", ".join(reasons) or "stage definition changed"
+        return ", ".join(dict.fromkeys(reasons)) or "stage definition changed"
 
     def run(self, only: list[str] | None = None) -> list[StageStatus]:
         """Run every stage that is not finished (or only the named ones); return the final statuses."""

@@ -85,16 +85,35 @@ def in_flight(state: StageState) -> str:
 
 
 def changed_settings(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
-    """Dotted names of the settings that differ between ``old`` and ``new``."""
+    """Dotted names of the settings that differ between ``old`` and ``new``.
+
+    Lists of named items (evaluation sets, bootstrap sources) are compared item by item, and an
+    item whose data files appeared or went away says so: a run resumed in a shell without the
+    data directory it started with sees its sets change, and must be told why.
+    """
     names = []
     for key in sorted(set(old) | set(new)):
         before, after = old.get(key), new.get(key)
         name = f"{prefix}{key}"
         if isinstance(before, dict) and isinstance(after, dict):
             names += changed_settings(before, after, f"{name}.")
+        elif _named_items(before) and _named_items(after) and len(before) == len(after):
+            for item_before, item_after in zip(before, after, strict=True):
+                names += changed_settings(item_before, item_after, f"{name}.{_item_name(item_after)}.")
+        elif key == "available" and isinstance(after, bool) and prefix and before != after:
+            found = "found" if after else "not found"
+            names.append(f"{prefix[:-1]}: data {found} here (data_dir, $MATHFORGE_DATA_DIR)")
         elif before != after:
             names.append(name)
     return names
+
+
+def _named_items(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(item, dict) for item in value)
+
+
+def _item_name(item: dict[str, Any]) -> str:
+    return str(item.get("name") or item.get("source") or "?")
 
 
 def log_event(run_dir: Path, **event: Any) -> None:
