@@ -148,6 +148,17 @@ def test_the_plan_trains_the_rm_only_on_its_pairable_share(tmp_path: Path) -> No
     assert trained["train_tokens"] == sampled["generate_tokens"] * 0.25 * config.rm.epochs
 
 
+def test_the_plan_expects_rejection_sampling_to_keep_its_share(tmp_path: Path) -> None:
+    def it1_records(share: float) -> int:
+        config = load_config("smoke", [f"estimate.rs_kept_share={share}", "sft.mix_bootstrap=false"])
+        return stage_sizes(config, Loop(config, tmp_path).by_name["it1/sft"])["records"]
+
+    config = load_config("smoke")
+    most = stage_sizes(config, Loop(config, tmp_path).by_name["it1/rs"])["problems"] * config.rs.keep * 2
+    assert config.rs.modes == ["cot", "tir"] and it1_records(1.0) == most
+    assert it1_records(0.5) == round(most * 0.5)
+
+
 def test_gold_replay_trains_the_next_policy_on_a_seeded_sample_of_the_gold_data(tmp_path: Path) -> None:
     config = load_config("smoke", ["sft.gold_replay=2", "sft.next_lr=0.0005"])
     stages = {stage.name: stage for stage in Loop(config, tmp_path).stages}

@@ -201,6 +201,14 @@ class Estimate(_Strict):
         description="Share of the RM problems whose samples are both right and wrong: the RM trains "
         "on those only (the demo: 17 of 64).",
     )
+    rs_kept_share: float = Field(
+        0.35,
+        gt=0,
+        le=1,
+        description="Responses rejection sampling keeps, as a share of problems x keep x modes "
+        "(problems with no correct or only duplicate responses keep fewer; the demo: 82 of 192, "
+        "a GSM8K TIR round: 156 of 592).",
+    )
     seconds_per_command: float = 8.0
 
 

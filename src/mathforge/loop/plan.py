@@ -150,12 +150,13 @@ def _bootstrap_records(config: LoopConfig) -> int:
 
 
 def _sft_records(config: LoopConfig, stage: Stage) -> int:
-    """Records an SFT stage trains on: the gold data, or at most K kept per problem and mode."""
+    """Records an SFT stage trains on: the gold data, or the expected share of K kept per problem
+    and mode (with the gold records replayed beside them)."""
     bootstrap = _bootstrap_records(config)
     if stage.name.startswith("it0/"):
         return bootstrap
     rs = config.rs
-    kept = _problems(config, rs.problems) * rs.keep * len(rs.modes)
+    kept = round(_problems(config, rs.problems) * rs.keep * len(rs.modes) * config.estimate.rs_kept_share)
     if not config.sft.mix_bootstrap:
         return kept
     replay = config.sft.gold_replay
