@@ -310,14 +310,14 @@ def _data_text(stage: dict[str, Any]) -> str:
     data = stage.get("data", {})
     parts = []
     if "records_kept" in data:
-        parts.append(f"{data['records_kept']} records kept")
+        parts.append(f"{data['records_kept']:,} records kept")
     if data.get("held_out_duplicates"):
-        parts.append(f"{data['held_out_duplicates']} held-out duplicates dropped")
+        parts.append(f"{data['held_out_duplicates']:,} held-out duplicates dropped")
     if "pairable" in data:
-        parts.append(f"{data['pairable']}/{data['problems']} problems pairable")
+        parts.append(f"{data['pairable']:,}/{data['problems']:,} problems pairable")
     if data.get("contaminated"):
-        parts.append(f"{data['contaminated']} contaminated")
-    parts += [f"{count} {reason}" for reason, count in sorted(data.get("dropped", {}).items())]
+        parts.append(f"{data['contaminated']:,} contaminated")
+    parts += [f"{count:,} {reason}" for reason, count in sorted(data.get("dropped", {}).items())]
     if data.get("skipped"):
         parts.append(f"skipped: {data['skipped']}")
     if stage.get("eval_loss") is not None:
