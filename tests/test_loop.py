@@ -19,7 +19,7 @@ from mathforge.cli import app
 from mathforge.errors import InputError, MathforgeError
 from mathforge.loop import PRESETS, Loop, load_config
 from mathforge.loop import runner as loop_runner
-from mathforge.loop.plan import stage_sizes
+from mathforge.loop.plan import estimate_seconds, pace, seconds_left, stage_sizes
 from mathforge.loop.report import _sample_pairwise
 from mathforge.loop.stages import (
     Command,
@@ -157,6 +157,26 @@ def test_the_plan_expects_rejection_sampling_to_keep_its_share(tmp_path: Path) -
     most = stage_sizes(config, Loop(config, tmp_path).by_name["it1/rs"])["problems"] * config.rs.keep * 2
     assert config.rs.modes == ["cot", "tir"] and it1_records(1.0) == most
     assert it1_records(0.5) == round(most * 0.5)
+
+
+def test_the_eta_runs_at_the_pace_of_the_runs_finished_stages(tmp_path: Path) -> None:
+    config = load_config("smoke")
+    loop = Loop(config, tmp_path)
+    base_eval, sft = loop.by_name["base/eval"], loop.by_name["it0/sft"]
+    estimate = estimate_seconds(config, base_eval)
+    StageState("base/eval", loop.fingerprints["base/eval"], done=True, seconds=2 * estimate).save(
+        base_eval.folder(tmp_path)
+    )
+    StageState("it0/sft", loop.fingerprints["it0/sft"], seconds=1.0).save(sft.folder(tmp_path))
+    rows = {row.stage.name: row for row in loop.statuses()}
+    factors = pace(config, rows.values())
+    assert factors == {"generation": 2.0, "training": 1.0}  # generation was twice as slow as estimated
+    later_eval = rows["it0/sft-eval"]
+    assert seconds_left(config, later_eval, factors) == 2 * estimate_seconds(config, later_eval.stage)
+    assert seconds_left(config, rows["it0/sft"], factors) == estimate_seconds(config, sft) - 1.0
+    assert seconds_left(config, rows["base/eval"], factors) == 0.0
+    status = runner.invoke(app, ["loop", "status", str(tmp_path), "--config", "smoke"])
+    assert "generation x2.00, training x1.00" in status.output
 
 
 def test_gold_replay_trains_the_next_policy_on_a_seeded_sample_of_the_gold_data(tmp_path: Path) -> None:

@@ -63,6 +63,7 @@ def status_command(
 ) -> None:
     """Each stage: done, partial, changed (and why) or pending, with its time."""
     from mathforge.loop import Loop, load_config
+    from mathforge.loop.plan import pace, seconds_left
     from mathforge.loop.runner import CONFIG_FILE
     from mathforge.loop.state import in_flight
 
@@ -73,7 +74,8 @@ def status_command(
     table = Table(title=f"loop {run_dir}")
     for column in ("stage", "status", "time", "commands", "why / in flight"):
         table.add_column(column)
-    for row in loop.statuses():
+    statuses = loop.statuses()
+    for row in statuses:
         state = row.state
         commands = (
             f"{sum(1 for c in state.commands.values() if c.get('done'))}/{len(state.commands)}"
@@ -84,6 +86,13 @@ def status_command(
         note = in_flight(state) if state is not None and row.status == "partial" else row.why
         table.add_row(row.stage.name, row.status, seconds, commands, note)
     console.print(table)
+    factors = pace(loop.config, statuses)
+    left = sum(seconds_left(loop.config, row, factors) for row in statuses)
+    if left > 0:
+        console.print(
+            f"left: ~{left / 60:.0f} min (the config's estimates at this run's pace so far: "
+            f"generation x{factors['generation']:.2f}, training x{factors['training']:.2f})"
+        )
 
 
 @loop_app.command("report")

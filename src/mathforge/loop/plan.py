@@ -7,11 +7,15 @@ rates measured on the machines they were written for; a run's real times are in 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mathforge.loop.config import LoopConfig, Problems
 from mathforge.loop.stages import Stage, bench_available, eval_sets
+
+if TYPE_CHECKING:
+    from mathforge.loop.runner import StageStatus
 
 GSM8K_SOLUTION_TOKENS = 180.0
 
@@ -180,6 +184,37 @@ def estimate_seconds(config: LoopConfig, stage: Stage, sizes: dict[str, Any] | N
     elif stage.kind == "data":
         commands = sum(len(source.formats) for source in config.bootstrap)
     return seconds + commands * est.seconds_per_command
+
+
+TRAINING_KINDS = frozenset({"sft", "rm", "grpo"})
+
+
+def _cost_class(stage: Stage) -> str:
+    return "training" if stage.kind in TRAINING_KINDS else "generation"
+
+
+def pace(config: LoopConfig, statuses: Iterable[StageStatus]) -> dict[str, float]:
+    """How long this run's finished stages took against their estimates, for training and for
+    generation apart (1.0 before any finished): the config's throughputs were measured on another
+    machine, or on this one at another speed, and one class can be off while the other is not."""
+    spent = {"training": 0.0, "generation": 0.0}
+    estimated = dict(spent)
+    for row in statuses:
+        if row.status == "done" and row.state is not None and row.state.seconds > 0:
+            kind = _cost_class(row.stage)
+            spent[kind] += row.state.seconds
+            estimated[kind] += estimate_seconds(config, row.stage)
+    return {kind: spent[kind] / estimated[kind] if estimated[kind] > 0 else 1.0 for kind in spent}
+
+
+def seconds_left(config: LoopConfig, row: StageStatus, factors: dict[str, float]) -> float:
+    """A stage's expected remaining time at the run's pace; a partial stage's time spent so far
+    counts as done (at least a tenth of its estimate stays)."""
+    if row.status == "done":
+        return 0.0
+    total = estimate_seconds(config, row.stage) * factors[_cost_class(row.stage)]
+    spent = row.state.seconds if row.status == "partial" and row.state is not None else 0.0
+    return max(total - spent, 0.1 * total)
 
 
 def _size_text(sizes: dict[str, Any]) -> str:

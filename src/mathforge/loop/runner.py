@@ -96,7 +96,7 @@ class Loop:
         (self.run_dir / CONFIG_FILE).write_text(
             yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
         )
-        from mathforge.loop.plan import estimate_seconds
+        from mathforge.loop.plan import pace, seconds_left
 
         statuses = self.statuses()
         chosen = [row for row in statuses if only is None or row.stage.name in only]
@@ -106,20 +106,20 @@ class Loop:
         for row in chosen:
             if row.status == "changed":
                 self.console.print(f"[yellow]{row.stage.name}[/]: reruns ({row.why})")
-        estimates = {row.stage.name: estimate_seconds(self.config, row.stage) for row in todo}
         self._child_env = _child_environment(self.console) if todo else None
         started = time.monotonic()
-        spent_estimate = 0.0
         for position, row in enumerate(todo, start=1):
-            elapsed = time.monotonic() - started
-            pace = elapsed / spent_estimate if spent_estimate > 0 else 1.0
-            left = pace * sum(estimates[other.stage.name] for other in todo[position - 1 :])
+            # The ETA at this run's own pace so far (its finished stages, earlier sittings included).
+            now = {current.stage.name: current for current in self.statuses()}
+            factors = pace(self.config, now.values())
+            left = sum(
+                seconds_left(self.config, now[other.stage.name], factors) for other in todo[position - 1 :]
+            )
             self.console.rule(
-                f"[bold]stage {position}/{len(todo)}: {row.stage.name}[/] · elapsed {_clock(elapsed)}"
-                f" · loop ETA ~{_clock(left)}"
+                f"[bold]stage {position}/{len(todo)}: {row.stage.name}[/] · elapsed "
+                f"{_clock(time.monotonic() - started)} · loop ETA ~{_clock(left)}"
             )
             self._run_stage(row)
-            spent_estimate += estimates[row.stage.name]
         return self.statuses()
 
     def _check_inputs_done(self, chosen: list[StageStatus], statuses: list[StageStatus]) -> None:
