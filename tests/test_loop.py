@@ -20,7 +20,7 @@ from mathforge.errors import InputError, MathforgeError
 from mathforge.loop import PRESETS, Loop, load_config
 from mathforge.loop import runner as loop_runner
 from mathforge.loop.plan import estimate_seconds, pace, seconds_left, stage_sizes
-from mathforge.loop.report import _sample_pairwise
+from mathforge.loop.report import _rollout_tokens, _sample_pairwise, _sampled_tokens
 from mathforge.loop.stages import (
     Command,
     held_out_questions,
@@ -454,3 +454,19 @@ def test_the_rm_table_judges_the_rm_on_the_samples_it_reranked() -> None:
     assert _sample_pairwise(_ScoredRun(records, None)) == (0.75, 2)  # type: ignore[arg-type]
     external = {"half": [0.9, 0.1, 0.2], "unscored": [0.8, 0.1]}  # a --rm-scores file wins
     assert _sample_pairwise(_ScoredRun(records, external)) == (1.0, 3)  # type: ignore[arg-type]
+
+
+def test_the_stage_table_counts_the_tokens_of_sampling_and_rollouts(tmp_path: Path) -> None:
+    def sampled(*lengths: int) -> dict[str, object]:
+        return {"id": "p", "samples": [{"completion_tokens": length} for length in lengths]}
+
+    for name, rows in (("cot", [sampled(10, 20), sampled(5)]), ("tir", [sampled(7)])):
+        (tmp_path / f"{name}.samples").mkdir()
+        lines = "".join(json.dumps(row) + "\n" for row in rows)
+        (tmp_path / f"{name}.samples" / "samples.jsonl").write_text(lines)
+    assert _sampled_tokens(tmp_path) == 42
+    assert _rollout_tokens(tmp_path) == 0  # not a GRPO stage
+    (tmp_path / "config.yaml").write_text("group: 4\nproblems_per_step: 2\n")
+    steps = [{"step": 1, "response_length": 10.5}, {"step": 2, "response_length": 20.0}]
+    (tmp_path / "steps.jsonl").write_text("".join(json.dumps(step) + "\n" for step in steps))
+    assert _rollout_tokens(tmp_path) == round((10.5 + 20.0) * 8)
