@@ -18,6 +18,7 @@ from mathforge.reward.ranking import ranking_metrics  # noqa: E402
 from mathforge.reward.records import RankedGroup, read_groups  # noqa: E402
 from mathforge.reward.training import (  # noqa: E402
     GroupCollator,
+    GroupDataset,
     RewardTrainingConfig,
     split_groups,
     train_reward_model,
@@ -62,10 +63,11 @@ def _held_out_accuracy(model: RewardModel, groups: list[RankedGroup]) -> float:
 def test_a_tiny_rm_learns_the_signal(workdir: Path, native_bf16: bool) -> None:
     # Both CPU precision paths train on any machine (bf16 is emulated, slower, where not native).
     cfg = _config(workdir, f"rm-{native_bf16}")
-    _, held_out = split_groups(read_groups(cfg.data), cfg.eval_fraction, cfg.seed)
+    training, held_out = split_groups(read_groups(cfg.data), cfg.eval_fraction, cfg.seed)
     torch.manual_seed(cfg.seed)
     untrained = RewardModel.from_base(cfg.base, max_length=cfg.max_length, device="cpu")
     assert _held_out_accuracy(untrained, held_out) < 0.8
+    tokens = sum(len(ids) for item in GroupDataset(untrained, training).items for ids in item["input_ids"])
 
     with force_cpu_bf16(native_bf16):
         result = train_reward_model(cfg)
@@ -74,6 +76,7 @@ def test_a_tiny_rm_learns_the_signal(workdir: Path, native_bf16: bool) -> None:
     )
     assert result.steps == 30
     assert (result.train_problems, result.eval_problems) == (60, 20)
+    assert result.trained_tokens == tokens  # 30 steps of 2 problems: one epoch, padding not counted
     assert result.metrics["pairwise_accuracy"] > 0.9
     assert result.metrics["top1_correct"] > result.metrics["top1_random"]
     trained = RewardModel.from_pretrained(cfg.out, dtype=torch.float32, device="cpu")

@@ -315,7 +315,7 @@ def rm_table(report: dict[str, Any]) -> Table:
 def stage_table(report: dict[str, Any]) -> Table:
     table = Table(
         title="stages: time, tokens, data kept / dropped",
-        caption="tokens: generated (evaluations, sampling, GRPO rollouts) or trained on (SFT)",
+        caption="tokens: generated (evaluations, sampling, GRPO rollouts) or trained on (SFT, RM)",
     )
     for column in ("stage", "status", "time", "tokens", "data"):
         table.add_column(column, justify="left" if column in ("stage", "data") else "right")

@@ -99,6 +99,7 @@ class RewardTrainingResult:
     truncated: int
     steps: int
     metrics: dict[str, float] = field(default_factory=dict)
+    trained_tokens: int = 0  # response tokens the backbone ran forward and backward (padding excluded)
 
 
 class GroupDataset(Dataset):
@@ -299,6 +300,7 @@ def train_reward_model(
         eval_strategy="steps" if eval_set is not None else "no",
         eval_steps=eval_steps,
         remove_unused_columns=False,
+        include_num_input_tokens_seen="non_padding",
         report_to="none",
         seed=cfg.seed,
         deepspeed=cfg.deepspeed,
@@ -326,6 +328,7 @@ def train_reward_model(
         truncated=train_set.truncated + (eval_set.truncated if eval_set is not None else 0),
         steps=trainer.state.global_step,
         metrics={key.removeprefix("eval_"): float(value) for key, value in metrics.items()},
+        trained_tokens=int(trainer.state.num_input_tokens_seen),
     )
     if trainer.args.should_save:
         summary = {**asdict(result), "out": str(out), "log_history": trainer.state.log_history}
@@ -336,5 +339,5 @@ def train_reward_model(
 def _stored_result(path: Path) -> RewardTrainingResult:
     """The result a finished run wrote to ``metrics.json`` (which also holds its log history)."""
     summary = json.loads(path.read_text(encoding="utf-8"))
-    fields = {name: summary[name] for name in RewardTrainingResult.__dataclass_fields__}
+    fields = {name: summary[name] for name in RewardTrainingResult.__dataclass_fields__ if name in summary}
     return RewardTrainingResult(**{**fields, "out": Path(fields["out"])})
