@@ -100,7 +100,12 @@ def test_the_schema_and_the_metrics_stand_alone():
 
 def test_the_command_line_starts_without_torch_or_transformers():
     # Every command imports its heavy libraries in its body: `--help`, `loop status` and
-    # `loop plan` answer in a fraction of a second, and the loop runner holds no torch.
-    code = "import sys, mathforge.cli; print(sorted({'torch', 'transformers', 'trl'} & set(sys.modules)))"
+    # `loop plan` answer in a fraction of a second, and the loop runner (alive for the whole run,
+    # its commands' environment chosen) holds no torch.
+    code = (
+        "import io, sys, mathforge.cli; from rich.console import Console; "
+        "from mathforge.loop.runner import _child_environment; _child_environment(Console(file=io.StringIO())); "
+        "print(sorted({'torch', 'transformers', 'trl'} & set(sys.modules)))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

@@ -239,15 +239,23 @@ def _child_environment(console: Console) -> dict[str, str] | None:
     """The commands' environment: on a CPU machine with jemalloc installed, jemalloc preloaded
     (long training and sampling commands slow down under glibc's malloc; see mathforge.allocator)."""
     from mathforge.allocator import ALLOCATOR_ENV, child_environment
-    from mathforge.runtime import default_device
 
-    if default_device() != "cpu":
-        return None
     env = child_environment()
-    if env.get("LD_PRELOAD") != os.environ.get("LD_PRELOAD"):
-        library = env["LD_PRELOAD"].split(":")[0]
-        console.print(f"[dim]commands run on jemalloc ({library}; {ALLOCATOR_ENV}=system to keep glibc's)[/]")
+    if env.get("LD_PRELOAD") == os.environ.get("LD_PRELOAD"):
+        return env
+    if not _commands_run_on_cpu():
+        return None
+    library = env["LD_PRELOAD"].split(":")[0]
+    console.print(f"[dim]commands run on jemalloc ({library}; {ALLOCATOR_ENV}=system to keep glibc's)[/]")
     return env
+
+
+def _commands_run_on_cpu() -> bool:
+    """Whether the commands will find no accelerator, asked of a child Python: the loop process
+    lives as long as the run and would otherwise hold torch (~300 MB) all that time."""
+    code = "from mathforge.runtime import default_device; print(default_device())"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    return done.returncode != 0 or done.stdout.strip() == "cpu"
 
 
 def _wait_after_interrupt(process: subprocess.Popen[Any]) -> int:
