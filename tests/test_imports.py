@@ -104,7 +104,8 @@ def test_the_command_line_starts_without_torch_or_transformers():
     # its commands' environment chosen) holds no torch.
     code = (
         "import io, sys, mathforge.cli; from rich.console import Console; "
-        "from mathforge.loop.runner import _child_environment; _child_environment(Console(file=io.StringIO())); "
+        "from mathforge.loop.runner import _child_environment; "
+        "_child_environment(Console(file=io.StringIO())); "
         "print(sorted({'torch', 'transformers', 'trl'} & set(sys.modules)))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
