@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -312,6 +313,41 @@ def test_a_stage_keeps_its_time_while_running_and_after_a_failure(
     loop.run(only=["base/eval"])
     finished = StageState.load(stage.folder(tmp_path), stage.name)
     assert finished is not None and finished.done and finished.seconds >= failed.seconds + 0.4
+
+
+def test_sigterm_stops_the_loop_as_ctrl_c_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `kill` reaches the loop alone: it passes the command a SIGINT (the command saves its work and
+    # exits) and stops, instead of dying and leaving the command running on its own.
+    started, saved = tmp_path / "started", tmp_path / "saved"
+    script = (
+        "import pathlib, sys, time\n"
+        f"pathlib.Path({str(started)!r}).write_text('started')\n"
+        "try:\n    time.sleep(30)\n"
+        "except KeyboardInterrupt:\n"
+        f"    pathlib.Path({str(saved)!r}).write_text('saved')\n    sys.exit(130)\n"
+    )
+    loop = Loop(load_config("smoke"), tmp_path)
+    stage = loop.by_name["base/eval"]
+    command = Command("wait", [], str(tmp_path / "out"), launcher=[sys.executable, "-c", script])
+    monkeypatch.setattr(stage, "build", lambda folder: [command])
+
+    def kill_once_started() -> None:
+        deadline = time.monotonic() + 60
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    killer = threading.Thread(target=kill_once_started)
+    killer.start()
+    began = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        loop.run(only=["base/eval"])
+    killer.join()
+    assert saved.read_text() == "saved" and time.monotonic() - began < 25
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the loop's handler is gone again
+    state = StageState.load(stage.folder(tmp_path), stage.name)
+    assert state is not None and not state.done and state.seconds >= 0.5
 
 
 def test_a_stage_alone_needs_its_inputs_done(tmp_path: Path) -> None:

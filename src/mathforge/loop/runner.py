@@ -9,13 +9,15 @@ unfinished one resumes, a changed one reruns and the reason is printed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,8 +98,6 @@ class Loop:
         (self.run_dir / CONFIG_FILE).write_text(
             yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
         )
-        from mathforge.loop.plan import pace, seconds_left
-
         statuses = self.statuses()
         chosen = [row for row in statuses if only is None or row.stage.name in only]
         if only is not None:
@@ -107,6 +107,13 @@ class Loop:
             if row.status == "changed":
                 self.console.print(f"[yellow]{row.stage.name}[/]: reruns ({row.why})")
         self._child_env = _child_environment(self.console) if todo else None
+        with _sigterm_as_interrupt():
+            self._run_all(todo)
+        return self.statuses()
+
+    def _run_all(self, todo: list[StageStatus]) -> None:
+        from mathforge.loop.plan import pace, seconds_left
+
         started = time.monotonic()
         for position, row in enumerate(todo, start=1):
             # The ETA at this run's own pace so far (its finished stages, earlier sittings included).
@@ -120,7 +127,6 @@ class Loop:
                 f"{_clock(time.monotonic() - started)} · loop ETA ~{_clock(left)}"
             )
             self._run_stage(row)
-        return self.statuses()
 
     def _check_inputs_done(self, chosen: list[StageStatus], statuses: list[StageStatus]) -> None:
         state = {row.stage.name: row.status for row in statuses}
@@ -220,9 +226,12 @@ class Loop:
                     break
                 except subprocess.TimeoutExpired:
                     record_time()
-        except KeyboardInterrupt:
-            # The terminal sent SIGINT to the whole group: the command saves its work and exits.
-            code = _wait_after_interrupt(process)
+        except KeyboardInterrupt as stop:
+            # Ctrl-C: the terminal sent SIGINT to the whole group and the command saves its work and
+            # exits. A SIGTERM reached the loop alone: pass it on as that SIGINT.
+            if isinstance(stop, Terminated):
+                process.send_signal(signal.SIGINT)
+            code = _wait_after_interrupt(process, 60 if isinstance(stop, Terminated) else 120)
             log_event(self.run_dir, event="interrupted", stage=stage.name, command=command.key)
             raise
         seconds = time.monotonic() - began
@@ -258,9 +267,30 @@ def _commands_run_on_cpu() -> bool:
     return done.returncode != 0 or done.stdout.strip() == "cpu"
 
 
-def _wait_after_interrupt(process: subprocess.Popen[Any]) -> int:
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a shutdown, a job scheduler) stops the loop as Ctrl-C does: the command in
+    flight saves its work and the loop exits, instead of the loop dying and leaving it running."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
-        return process.wait(timeout=120)
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _wait_after_interrupt(process: subprocess.Popen[Any], timeout: float) -> int:
+    try:
+        return process.wait(timeout=timeout)
     except (KeyboardInterrupt, subprocess.TimeoutExpired):
         process.send_signal(signal.SIGTERM)
         return process.wait()
