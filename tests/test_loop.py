@@ -316,15 +316,16 @@ def test_a_stage_keeps_its_time_while_running_and_after_a_failure(
 
 
 def test_sigterm_stops_the_loop_as_ctrl_c_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # `kill` reaches the loop alone: it passes the command a SIGINT (the command saves its work and
+    # `kill` reaches the loop alone: it passes the SIGTERM on (the command saves its work and
     # exits) and stops, instead of dying and leaving the command running on its own.
     started, saved = tmp_path / "started", tmp_path / "saved"
     script = (
-        "import pathlib, sys, time\n"
+        "import pathlib, signal, sys, time\n"
+        "def save(signum, frame):\n"
+        f"    pathlib.Path({str(saved)!r}).write_text('saved')\n    sys.exit(143)\n"
+        "signal.signal(signal.SIGTERM, save)\n"
         f"pathlib.Path({str(started)!r}).write_text('started')\n"
-        "try:\n    time.sleep(30)\n"
-        "except KeyboardInterrupt:\n"
-        f"    pathlib.Path({str(saved)!r}).write_text('saved')\n    sys.exit(130)\n"
+        "time.sleep(30)\n"
     )
     loop = Loop(load_config("smoke"), tmp_path)
     stage = loop.by_name["base/eval"]

@@ -96,9 +96,17 @@ class _Crash(transformers.TrainerCallback):
 class _CtrlC(transformers.TrainerCallback):
     """A real SIGINT during step 7, as a user's Ctrl-C."""
 
+    signum = signal.SIGINT
+
     def on_step_begin(self, args, state, control, **kwargs):
         if state.global_step == 6:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), self.signum)
+
+
+class _Kill(_CtrlC):
+    """A real SIGTERM during step 7, as `kill`, a job scheduler or the loop stopping."""
+
+    signum = signal.SIGTERM
 
 
 def _scores(path: Path, group: RankedGroup) -> list[float]:
@@ -106,19 +114,21 @@ def _scores(path: Path, group: RankedGroup) -> list[float]:
     return model.score([group.prompt] * len(group.responses), group.responses)
 
 
-@pytest.mark.parametrize(("stop", "checkpoint"), [(_Crash, 5), (_CtrlC, 7)])
+@pytest.mark.parametrize(("stop", "checkpoint"), [(_Crash, 5), (_CtrlC, 7), (_Kill, 7)])
 def test_training_resumes_after_an_interruption(workdir: Path, stop: type, checkpoint: int) -> None:
     steps = {"max_steps": 10, "save_steps": 5, "eval_steps": 100}
     straight = workdir / "straight"
     if not (straight / "metrics.json").is_file():
         train_reward_model(_config(workdir, "straight", **steps))
-    cfg = _config(workdir, f"resumed-{checkpoint}", **steps)
-    handler = signal.getsignal(signal.SIGINT)  # SIG_IGN when the suite runs as a background job
+    cfg = _config(workdir, f"resumed-{stop.__name__}", **steps)
+    # SIGINT's is SIG_IGN when the suite runs as a background job.
+    handlers = [signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)]
     with pytest.raises(KeyboardInterrupt):
         train_reward_model(cfg, callbacks=[stop()])
     saved = sorted(path.name for path in (Path(cfg.out) / "checkpoints").iterdir())
     assert saved[-1] == f"checkpoint-{checkpoint}"
-    assert signal.getsignal(signal.SIGINT) is handler  # training puts back the handler it replaced
+    # Training puts back the handlers it replaced.
+    assert [signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)] == handlers
     assert train_reward_model(cfg).steps == 10
     group = read_groups(cfg.data)[0]
     assert _scores(Path(cfg.out), group) == pytest.approx(_scores(straight, group), abs=1e-4)

@@ -1,5 +1,5 @@
-"""Running a Trainer (reward model, SFT, GRPO): Ctrl-C saves a checkpoint before stopping, and a
-run already trained to its last step is restored, not trained again.
+"""Running a Trainer (reward model, SFT, GRPO): Ctrl-C or SIGTERM saves a checkpoint before
+stopping, and a run already trained to its last step is restored, not trained again.
 
 A top-level module, not part of ``train/`` or ``reward/``, because both use it and ``train``
 already depends on ``reward`` (RM-guided selection and rewards)."""
@@ -21,9 +21,12 @@ from transformers.trainer import TRAINER_STATE_NAME
 from mathforge.allocator import long_run_hint
 from mathforge.console import stderr_console
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
 
 class SaveOnInterrupt(TrainerCallback):
-    """Ctrl-C ends the optimiser step in flight, saves a checkpoint and stops; a second Ctrl-C stops at once.
+    """Ctrl-C (or SIGTERM: ``kill``, a job scheduler, the loop stopping) ends the optimiser step in
+    flight, saves a checkpoint and stops; the same signal again stops at once.
 
     The training function then raises ``KeyboardInterrupt``; rerunning the same command resumes
     from that checkpoint, so an interruption loses no finished step.
@@ -31,24 +34,25 @@ class SaveOnInterrupt(TrainerCallback):
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous: Any = None
+        self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.requested = True
-        signal.signal(signal.SIGINT, self._previous)
-        print("\ninterrupt: saving a checkpoint after this step (Ctrl-C again to stop now)", file=sys.stderr)
+        signal.signal(signum, self._previous[signum])
+        print("\ninterrupt: saving a checkpoint after this step (again to stop now)", file=sys.stderr)
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
-        """Catch SIGINT while training (main thread only; elsewhere Ctrl-C keeps its default)."""
+        """Catch SIGINT and SIGTERM while training (main thread only; elsewhere they keep their default)."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        self._previous = signal.signal(signal.SIGINT, self._handle)
+        self._previous = {signum: signal.signal(signum, self._handle) for signum in STOP_SIGNALS}
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, self._previous)
+            for signum, previous in self._previous.items():
+                signal.signal(signum, previous)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.requested:

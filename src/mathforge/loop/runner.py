@@ -228,9 +228,11 @@ class Loop:
                     record_time()
         except KeyboardInterrupt as stop:
             # Ctrl-C: the terminal sent SIGINT to the whole group and the command saves its work and
-            # exits. A SIGTERM reached the loop alone: pass it on as that SIGINT.
+            # exits. A SIGTERM reached the loop alone: pass it on (a training command saves a
+            # checkpoint on it; a sampling command stops, its finished problems already written).
+            # Not as SIGINT: a loop started with `&` from a script passes SIGINT on ignored.
             if isinstance(stop, Terminated):
-                process.send_signal(signal.SIGINT)
+                process.send_signal(signal.SIGTERM)
             code = _wait_after_interrupt(process, 60 if isinstance(stop, Terminated) else 120)
             log_event(self.run_dir, event="interrupted", stage=stage.name, command=command.key)
             raise
@@ -269,7 +271,8 @@ def _commands_run_on_cpu() -> bool:
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM (``kill``, a shutdown, a job scheduler) stops the loop as Ctrl-C does: the command in
-    flight saves its work and the loop exits, instead of the loop dying and leaving it running."""
+    flight gets it too and saves its work, and the loop exits, instead of dying and leaving the
+    command running on its own."""
 
 
 @contextlib.contextmanager
