@@ -327,7 +327,11 @@ def train_reward_model(
         unpairable=unpairable,
         truncated=train_set.truncated + (eval_set.truncated if eval_set is not None else 0),
         steps=trainer.state.global_step,
-        metrics={key.removeprefix("eval_"): float(value) for key, value in metrics.items()},
+        metrics={
+            key.removeprefix("eval_"): float(value)
+            for key, value in metrics.items()
+            if key != "num_input_tokens_seen"  # the run's trained_tokens
+        },
         trained_tokens=int(trainer.state.num_input_tokens_seen),
     )
     if trainer.args.should_save:
