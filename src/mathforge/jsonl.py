@@ -70,16 +70,6 @@ def read_jsonl_raw(path: str | Path) -> Iterator[tuple[int, str, dict[str, Any] 
             yield number, raw, obj
 
 
-def jsonl_lines(path: str | Path) -> list[str]:
-    """The non-blank lines of a JSONL file, without their newline, split on ``\\n`` only.
-
-    ``str.splitlines`` would also split inside a record: JSON text written with
-    ``ensure_ascii=False`` keeps U+2028, U+2029 and U+0085 raw, and GSM8K's questions hold some.
-    """
-    text = Path(path).read_text(encoding="utf-8")
-    return [line for line in text.split("\n") if line.strip()]
-
-
 def read_ids(path: str | Path, key: str = "id") -> set[str]:
     """Ids already written to an output file (for resuming); a torn last line is ignored."""
     path = Path(path)

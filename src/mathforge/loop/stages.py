@@ -24,7 +24,7 @@ from typing import Any
 
 from mathforge.data.decontam import record_question
 from mathforge.errors import InputError, MathforgeError
-from mathforge.jsonl import jsonl_lines, read_jsonl_raw
+from mathforge.jsonl import read_jsonl, read_jsonl_raw
 from mathforge.loop.config import EvalSet, LoopConfig, Problems
 
 BASE = "base"
@@ -358,7 +358,7 @@ def _gold_replay_writer(
     """Writes ``per_record`` gold records per rejection-sampled one, drawn seeded from the gold data."""
 
     def prepare(folder: Path) -> None:
-        lines = jsonl_lines(gold)
+        lines = [line.rstrip("\n") for _, line, _ in read_jsonl_raw(gold)]
         wanted = min(len(lines), per_record * _count_lines(sampled))
         chosen = random.Random(seed).sample(lines, wanted)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -587,4 +587,4 @@ def _problem_writer(config: LoopConfig, spec: Problems) -> Callable[[Path], None
 def _count_lines(path: Path) -> int:
     if not path.is_file():
         return 0
-    return len(jsonl_lines(path))
+    return sum(1 for _ in read_jsonl(path))

@@ -36,7 +36,7 @@ from pydantic import Field
 
 from mathforge.console import stderr_console
 from mathforge.errors import MathforgeError
-from mathforge.jsonl import jsonl_lines
+from mathforge.jsonl import read_jsonl
 from mathforge.runtime import environment, training_placement
 from mathforge.sampling.config import ProblemSelection
 from mathforge.train.notices import quiet_library_notices
@@ -402,4 +402,4 @@ def bench_label_of(rows: list[dict[str, Any]]) -> str | None:
 def _read_steps(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
-    return [json.loads(line) for line in jsonl_lines(path)]
+    return [step for _, step in read_jsonl(path)]

@@ -10,7 +10,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from mathforge.jsonl import jsonl_lines
+from mathforge.jsonl import read_jsonl_raw
 
 
 class StepLog(TrainerCallback):
@@ -97,8 +97,11 @@ def keep_steps_up_to(path: Path, step: int) -> None:
     """Drop log lines after ``step`` (written by a run killed after its last checkpoint)."""
     if not path.is_file():
         return
-    kept = jsonl_lines(path)
-    kept = [line for line in kept if json.loads(line).get("step", 0) <= step]
+    kept = [
+        line.rstrip("\n")
+        for _, line, record in read_jsonl_raw(path)
+        if isinstance(record, dict) and record.get("step", 0) <= step  # a line cut by the kill goes too
+    ]
     path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
 
