@@ -8,7 +8,12 @@ process, back to back:
 - ``baseline``: batches padded to their longest row (``--pad-to-multiple-of 0``), glibc's malloc;
 - ``padded``: our default, batches padded to a multiple of 64 tokens, glibc's malloc;
 - ``jemalloc``: our default padding with the system's jemalloc preloaded, as ``mathforge loop``
-  starts its commands (left out where none is installed).
+  starts its commands (left out where none is installed);
+- ``grouped``: ``jemalloc`` with each optimiser step's records drawn among records of similar
+  length (``--group-by-length``, the default now); the three others draw them at random.
+
+The padding each order costs over one epoch is counted exactly from the records' token lengths
+(``padded_tokens``: random order vs length-grouped, both padded to a multiple of 64).
 
 Per variant: mean seconds of steps 2-10 and of the last five, their ratio (growth) and the peak
 RSS; a forward+backward microbenchmark before each variant shows the machine's own drift.
@@ -30,7 +35,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("MATHFORGE_DATA_DIR", ROOT.parent / "shared" / "data"))
-VARIANTS = ("baseline", "padded", "jemalloc")
+VARIANTS = ("baseline", "padded", "jemalloc", "grouped")
 
 
 def records(args: argparse.Namespace) -> Path:
@@ -76,6 +81,7 @@ def child(args: argparse.Namespace) -> None:
         grad_accum=args.grad_accum,
         max_length=args.max_length,
         pad_to_multiple_of=0 if args.child == "baseline" else 64,
+        group_by_length=args.child == "grouped",
         eval_examples=0,
         save_steps=10_000,
         data_dir=str(args.data_dir),
@@ -110,9 +116,48 @@ def machine_speed() -> float:
 
 
 def summary(seconds: list[float]) -> dict[str, Any]:
-    first, last = seconds[1:10], seconds[-5:]
+    first, last, after_first = seconds[1:10], seconds[-5:], seconds[1:]
     early, late = sum(first) / len(first), sum(last) / len(last)
-    return {"early_s": round(early, 2), "late_s": round(late, 2), "growth": round(late / early, 3)}
+    return {
+        "early_s": round(early, 2),
+        "late_s": round(late, 2),
+        "growth": round(late / early, 3),
+        "mean_s": round(sum(after_first) / len(after_first), 2),
+    }
+
+
+def padded_tokens(args: argparse.Namespace, data: Path) -> dict[str, Any]:
+    """Tokens one epoch computes in micro-batches padded to a multiple of 64: random order vs
+    length-grouped order (global batch = batch size x accumulation), from the records' lengths."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from mathforge.models.resolve import resolve_model
+    from mathforge.train.length_groups import length_grouped_order
+    from mathforge.train.sft import encode_records, read_records
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(args.base))
+    rows = encode_records(tokenizer, read_records([str(data)]), args.max_length, False).rows
+    lengths = [len(row["input_ids"]) for row in rows]
+
+    def computed(order: list[int]) -> int:
+        total = 0
+        for start in range(0, len(order), args.batch_size):
+            batch = [lengths[i] for i in order[start : start + args.batch_size]]
+            total += -(-max(batch) // 64) * 64 * len(batch)
+        return total
+
+    generator = torch.Generator().manual_seed(0)
+    random_order = torch.randperm(len(lengths), generator=generator).tolist()
+    grouped = length_grouped_order(lengths, args.batch_size * args.grad_accum, generator)
+    plain, less = computed(random_order), computed(grouped)
+    return {
+        "records": len(lengths),
+        "tokens": sum(lengths),
+        "computed_random": plain,
+        "computed_grouped": less,
+        "random_vs_grouped": round(plain / less, 3),
+    }
 
 
 def main() -> None:
@@ -157,12 +202,17 @@ def main() -> None:
         measured = json.loads(done.stdout.strip().splitlines()[-1])
         results[variant] = {**summary(measured["seconds"]), "max_rss_gb": measured["max_rss_gb"]}
         results[variant] |= {"machine_tokens_per_second_before": speed}
+    padding = padded_tokens(args, data)
     baseline = results.get("baseline", {})
     for variant, row in results.items():
         if variant != "baseline" and "late_s" in row and "late_s" in baseline:
             row["late_vs_baseline"] = round(row["late_s"] / baseline["late_s"], 3)
+    grouped, plain = results.get("grouped", {}), results.get("jemalloc", {})
+    if "mean_s" in grouped and "mean_s" in plain:
+        grouped["mean_vs_jemalloc"] = round(grouped["mean_s"] / plain["mean_s"], 3)
     settings = {key: str(value) for key, value in vars(args).items() if key not in ("child", "data")}
-    print(json.dumps({"bench": "sft_steps", "settings": settings, "records": str(data), "variants": results}))
+    line = {"bench": "sft_steps", "settings": settings, "records": str(data), "padding": padding}
+    print(json.dumps({**line, "variants": results}))
 
 
 if __name__ == "__main__":

@@ -56,6 +56,7 @@ IDENTITY_KEYS = (
     "grad_accum",
     "max_length",
     "packing",
+    "group_by_length",
     "seed",
     "device",
     "dtype",
@@ -92,6 +93,10 @@ class SFTConfig(BaseModel):
     max_length: int = Field(2048, ge=8, description="Tokens per sequence (longer ones are cut at the end).")
     packing: bool = Field(
         False, description="Pack sequences into --max-length rows (no padding, no cross-attention)."
+    )
+    group_by_length: bool = Field(
+        True,
+        description="Draw each optimiser step's records among records of similar length (less padding).",
     )
     pad_to_multiple_of: int = Field(
         64,
@@ -330,6 +335,7 @@ def run(config: SFTConfig, *, overwrite: bool = False, callbacks: list[Any] | No
         eval_dataset=Dataset.from_list(eval_set.rows) if eval_set is not None else None,
         processing_class=tokenizer,
         callbacks=[*(callbacks or []), LogLastStep(), timer],
+        group_by_length=config.group_by_length and not config.packing,
     )
     train_metrics = train_or_restore(trainer, last, finished=trained, quiet=quiet_library_notices(model))
     history = trainer.state.log_history

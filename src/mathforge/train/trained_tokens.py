@@ -106,8 +106,9 @@ class TrainedTokenSFTTrainer(SFTTrainer):
     logits, returning outputs) goes to TRL's ``compute_loss`` unchanged.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, group_by_length: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.group_by_length = group_by_length
         self.trained_tokens_only = (
             self.args.device.type == "cpu"
             and self.args.loss_type == "nll"
@@ -118,6 +119,20 @@ class TrainedTokenSFTTrainer(SFTTrainer):
         )
         if self.trained_tokens_only:
             add_trained_token_head(self.model)
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        """With ``group_by_length``, each global batch holds records of similar length
+        (:mod:`mathforge.train.length_groups`); otherwise the Trainer's own sampler."""
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if not self.group_by_length or dataset is None:
+            return super()._get_train_sampler(train_dataset)
+        from mathforge.train.length_groups import LengthGroupedBatches
+
+        args = self.args
+        batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+        lengths = [len(ids) for ids in dataset["input_ids"]]
+        seed = args.data_seed if args.data_seed is not None else args.seed
+        return LengthGroupedBatches(lengths, batch, seed)
 
     def compute_loss(
         self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
