@@ -103,7 +103,8 @@ class TrainedTokenSFTTrainer(SFTTrainer):
     """TRL's ``SFTTrainer`` whose NLL loss, on a CPU, projects only the trained positions.
 
     Any other setting (a GPU, label smoothing, a custom loss, DFT, a model with transformed
-    logits, returning outputs) goes to TRL's ``compute_loss`` unchanged.
+    logits, returning outputs) goes to TRL's ``compute_loss`` unchanged. ``group_by_length``
+    draws each global batch among records of similar length (less padding to compute).
     """
 
     def __init__(self, *args: Any, group_by_length: bool = False, **kwargs: Any) -> None:
