@@ -397,6 +397,27 @@ def test_a_finished_run_is_not_trained_again(
     assert counter.steps == 0 and (out / "model.safetensors").read_bytes() == final
 
 
+def test_a_run_recorded_before_length_grouping_resumes_in_random_order(
+    tmp_path: Path, tiny_model_dir: Path, data_file: Path
+) -> None:
+    import yaml
+
+    out = tmp_path / "model"
+    settings = {"max_steps": 4, "save_steps": 2, "eval_examples": 0}
+    with force_cpu_bf16(False):
+        run(_config(tiny_model_dir, data_file, out, group_by_length=False, **settings))
+        config_file = out / "config.yaml"
+        recorded = yaml.safe_load(config_file.read_text())
+        del recorded["group_by_length"]  # as an earlier version wrote it
+        config_file.write_text(yaml.safe_dump(recorded))
+        (out / "metrics.json").unlink()  # killed after the last checkpoint, before the end files
+        resumed = run(_config(tiny_model_dir, data_file, out, **settings))  # grouping on by default
+        assert resumed.steps == 4
+        assert yaml.safe_load(config_file.read_text())["group_by_length"] is False
+        with pytest.raises(MathforgeError, match=r"group_by_length: False -> True"):
+            run(_config(tiny_model_dir, data_file, out, **{**settings, "max_steps": 6}))
+
+
 def _fail_if_called(*args: object, **kwargs: object) -> None:
     raise AssertionError("called")
 

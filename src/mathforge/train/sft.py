@@ -202,6 +202,13 @@ class Encoded:
     trained_tokens: int = 0
 
 
+def _recorded_without_grouping(path: Path) -> bool:
+    """Whether ``path`` is the config of a run written before ``group_by_length`` existed."""
+    from mathforge.runs import read_config_file
+
+    return path.is_file() and "group_by_length" not in read_config_file(path)
+
+
 def encode_records(tokenizer: Any, records: list[SFTRecord], max_length: int, packing: bool) -> Encoded:
     """Tokenise and cut to ``max_length`` (packing cuts inside TRL); a record left without a trained token
     (its prompt fills the length) is an error naming its file, line and field."""
@@ -250,6 +257,10 @@ def run(config: SFTConfig, *, overwrite: bool = False, callbacks: list[Any] | No
     from mathforge.train.trained_tokens import TrainedTokenSFTTrainer
 
     out = Path(config.out)
+    # A run recorded before length grouping existed was trained in random order: it resumes so.
+    ungrouped_before = not overwrite and _recorded_without_grouping(out / CONFIG_FILE)
+    if ungrouped_before:
+        config = config.model_copy(update={"group_by_length": False})
     where = training_placement(config.bf16)
     # Told it runs on the CPU, accelerate sees the launcher's processes (gloo), as the Trainer will.
     state = PartialState(cpu=where.device.type == "cpu")
@@ -263,6 +274,7 @@ def run(config: SFTConfig, *, overwrite: bool = False, callbacks: list[Any] | No
     }
     if not overwrite:
         free = [key for key in settings if key not in IDENTITY_KEYS]  # logging, cadence, output path
+        free += ["group_by_length"] if ungrouped_before else []
         check_identity(out / CONFIG_FILE, settings, free)
     checkpoints = out / CHECKPOINT_DIR
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() and not overwrite else None
