@@ -1,9 +1,10 @@
 """SFT batches of similar-length records: less padding per optimiser step, same records per step.
 
 A batch is padded to its longest record, and GSM8K's records run from ~100 to ~1,000 tokens, so
-a randomly drawn batch of 16 is about a quarter padding, which a CPU computes in full.
-transformers' ``LengthGroupedSampler`` groups by length too, but it sizes its groups by the
-per-device batch (so two processes would train other records per step than one) and walks each
+in random batches of 4 nearly a third of the tokens computed are padding (measured on the laptop
+preset's records: 2.08M computed for 1.45M real; 1.72M grouped). transformers'
+``LengthGroupedSampler`` groups by length too, but it sizes its groups by one process's share of
+a step (so two processes would train other records per step than one) and walks each
 window of steps from the longest to the shortest; here each group is one global batch
 (per-device batch x accumulation x processes), so a data-parallel run trains the same records
 per step as one process, and the groups come in random order.
