@@ -169,6 +169,65 @@ def test_earliest_stop_wins_and_helpers(engine: HFEngine) -> None:
     assert find_stop("aXbY", ["Y", "X"]) == (1, "X")
 
 
+def _stopped_then_continued(engine: HFEngine, prompts: list[str]) -> tuple[list[list[int]], int]:
+    """A TIR-like pair of calls: rows stop on a string (at different lengths: each prompt's
+    output gives one stop string, from a different place), then each prompt comes back with
+    every token its row sampled and a tool reply. Returns the continued prompts' ids and the
+    cache columns the stopped rows retained."""
+    texts = [group[0].text for group in engine.generate(prompts, SamplingParams(max_new_tokens=16))]
+    stops = [
+        text[2 + 3 * i : 5 + 3 * i] for i, text in enumerate(texts) if text[2 + 3 * i : 5 + 3 * i].strip()
+    ]
+    first = engine.generate(prompts, SamplingParams(max_new_tokens=16, stop=stops))
+    reply = engine.encode("```output\n7\n```\n")
+    contexts = [
+        engine.encode(p) + group[0].sampled_ids + reply for p, group in zip(prompts, first, strict=True)
+    ]
+    stopped = [
+        len(engine.encode(p)) + len(group[0].sampled_ids) - 1
+        for p, group in zip(prompts, first, strict=True)
+        if group[0].finish_reason == "stop"
+    ]
+    assert len(set(stopped)) > 2  # rows of several lengths retained: their caches are padded
+    return contexts, sum(stopped)
+
+
+def test_a_prompt_continuing_a_stopped_row_encodes_only_its_new_tokens(engine: HFEngine) -> None:
+    # Rows that ended on a stop string keep their KV cache for the next call, where prompts that
+    # continue them (mixed with prompts that do not) encode only the tokens after it, and the
+    # results equal an engine that encodes every prompt from the start.
+    contexts, retained = _stopped_then_continued(engine, PROMPTS)
+    contexts.append(engine.encode("A prompt of its own"))
+    encoded, reused = engine.prefilled_tokens, engine.reused_tokens
+    params = SamplingParams(max_new_tokens=10, logprobs=True)
+    again = engine.generate(contexts, params)
+    assert engine.reused_tokens - reused == retained
+    assert engine.prefilled_tokens - encoded == sum(len(c) for c in contexts) - retained
+    fresh = HFEngine(engine.model, engine.tokenizer).generate(contexts, params)
+    assert ids(again) == ids(fresh)
+    for ours, theirs in zip(again, fresh, strict=True):
+        assert ours[0].logprobs == pytest.approx(theirs[0].logprobs, abs=1e-5)
+
+
+def test_retained_rows_last_one_call_and_only_while_the_weights_are_unchanged(
+    embedded_tokenizer: Any,
+) -> None:
+    model = tiny_causal_lm(embedded_tokenizer)
+    engine = HFEngine(model, embedded_tokenizer)
+    params = SamplingParams(max_new_tokens=6)
+    contexts, _ = _stopped_then_continued(engine, PROMPTS)
+    engine.generate(["Another call in between"], params)
+    reused = engine.reused_tokens
+    engine.generate(contexts, params)
+    assert engine.reused_tokens == reused  # the call in between replaced the retained rows
+
+    contexts, _ = _stopped_then_continued(engine, PROMPTS)
+    with torch.no_grad():  # an in-place update, as an optimiser step makes
+        next(model.parameters()).mul_(1.01)
+    engine.generate(contexts, params)
+    assert engine.reused_tokens == reused
+
+
 @pytest.mark.parametrize("top_p", [1.0, 0.8])
 def test_seeded_sampling_is_reproducible(sharp_engine: HFEngine, top_p: float) -> None:
     engine = sharp_engine

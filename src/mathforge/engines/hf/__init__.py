@@ -13,11 +13,14 @@ masks come from transformers):
   string, the length limit) leave the batch at once, their slots refilled by moving survivors,
   and new prompts are admitted when a quarter of the batch is free;
 - the KV cache is written in place into buffers that grow by chunks, so a step does not copy it;
+- rows that end on a stop string keep their KV cache for the next call: a prompt that continues
+  one (the next TIR round: the same tokens, then the executor's reply) encodes only its new
+  tokens, as vLLM's prefix cache does;
 - sampling draws from a per-row random stream seeded by (seed, prompt index, sample index), so a
   seeded result does not depend on which prompts share the batch (up to float rounding).
 
 Modules: ``engine`` (the scheduler and decode loop), ``cache`` (the KV cache), ``batch`` (the
-live rows), ``sampler`` (next-token choice and its log-probability), ``kernels`` (faster CPU
+live rows), ``retained`` (rows kept for the next call), ``sampler`` (next-token choice and its log-probability), ``kernels`` (faster CPU
 linear layers for models the engine loads itself).
 """
 

@@ -12,13 +12,15 @@ from mathforge.engines.hf.cache import BatchCache
 
 @dataclass
 class Row:
-    """One sequence being generated: which prompt and sample it is, the tokens it has sampled
-    (an end-of-sequence token included) and, when asked, their log-probabilities."""
+    """One sequence being generated: which prompt and sample it is, the prompt's token ids, the
+    tokens it has sampled (an end-of-sequence token included) and, when asked, their
+    log-probabilities."""
 
     prompt: int
     sample: int
     limit: int
     generator: torch.Generator | None
+    context: list[int] = field(default_factory=list)
     ids: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
 

@@ -92,6 +92,28 @@ class GrowingLayer(DynamicLayer):
         assert self._k is not None and self._v is not None
         self._set(self._k[:, :, columns:], self._v[:, :, columns:], self.length - columns)
 
+    def row_columns(self, row: int, columns: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Copies of one row's keys and values at ``columns``, each (heads, columns, dim)."""
+        return self.keys[row][:, columns], self.values[row][:, columns]
+
+    @classmethod
+    def stacked(cls, rows: list[tuple[torch.Tensor, torch.Tensor]], length: int) -> GrowingLayer:
+        """A layer holding ``rows`` (each one row's keys and values, (heads, columns, dim)),
+        right-aligned (left-padded with zeros) to ``length`` columns."""
+        layer = cls()
+        first = rows[0][0]
+        layer.device, layer.is_initialized = first.device, True
+        merged = []
+        for part in (0, 1):
+            out = layer._alloc(first[None], length, len(rows))
+            for index, row in enumerate(rows):
+                pad = length - row[part].shape[1]
+                out[index, :, :pad] = 0
+                out[index, :, pad:length] = row[part]
+            merged.append(out)
+        layer._set(merged[0], merged[1], length)
+        return layer
+
     def combine(self, others: list[GrowingLayer], length: int) -> None:
         """Stack the rows of ``others`` under ours, all right-aligned (left-padded) to ``length`` columns."""
         parts = [self, *others]
@@ -138,6 +160,16 @@ class BatchCache(Cache):
     def drop_left(self, columns: int) -> None:
         for layer in self.layers:
             layer.drop_left(columns)
+
+    def row_columns(self, row: int, columns: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer, copies of one row's keys and values at ``columns`` (what :meth:`stacked` takes)."""
+        return [layer.row_columns(row, columns) for layer in self.layers]
+
+    @classmethod
+    def stacked(cls, rows: list[list[tuple[torch.Tensor, torch.Tensor]]], length: int) -> BatchCache:
+        """A cache of ``rows`` (each as :meth:`row_columns` returns it), right-aligned to ``length``."""
+        layers = len(rows[0])
+        return cls([GrowingLayer.stacked([row[index] for row in rows], length) for index in range(layers)])
 
     def combine(self, others: list[BatchCache], length: int) -> None:
         for index, layer in enumerate(self.layers):
