@@ -179,7 +179,7 @@ class SampledEval(_Strict):
 class EvalStage(_Strict):
     sets: list[EvalSet] = Field(min_length=1)
     sampled: SampledEval | None = None
-    chunk_size: int = 64  # the hf engine keeps 64 rows live on a CPU: smaller chunks leave it idle
+    chunk_size: int = 128  # the hf engine keeps 128 rows live on a CPU: smaller chunks leave it idle
 
 
 class Estimate(_Strict):

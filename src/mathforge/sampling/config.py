@@ -83,9 +83,9 @@ class SamplingConfig(BaseModel):
     seed: int = Field(0, description="Sampling seed.")
     max_calls: int = Field(4, ge=1, description="TIR: most code executions per response.")
     chunk_size: int = Field(
-        64,
+        128,
         ge=1,
-        description="Problems sampled together, lost at most on a kill (the hf engine keeps 64 rows live).",
+        description="Problems sampled together, lost at most on a kill (the hf engine keeps 128 rows live).",
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = Field(
         None, description="hf/vllm engine: float32, bfloat16, float16 or auto (engine default)."

@@ -20,8 +20,8 @@ masks come from transformers):
   seeded result does not depend on which prompts share the batch (up to float rounding).
 
 Modules: ``engine`` (the scheduler and decode loop), ``cache`` (the KV cache), ``batch`` (the
-live rows), ``retained`` (rows kept for the next call), ``sampler`` (next-token choice and its log-probability), ``kernels`` (faster CPU
-linear layers for models the engine loads itself).
+live rows), ``retained`` (rows kept for the next call), ``sampler`` (next-token choice and its
+log-probability), ``kernels`` (faster CPU linear layers for models the engine loads itself).
 """
 
 from mathforge.engines.hf.engine import HFEngine
