@@ -228,6 +228,15 @@ def test_retained_rows_last_one_call_and_only_while_the_weights_are_unchanged(
     assert engine.reused_tokens == reused
 
 
+def test_keep_stopped_rows_off_encodes_every_prompt_in_full(embedded_tokenizer: Any) -> None:
+    engine = HFEngine(tiny_causal_lm(embedded_tokenizer), embedded_tokenizer, keep_stopped_rows=False)
+    contexts, _ = _stopped_then_continued(engine, PROMPTS)
+    encoded = engine.prefilled_tokens
+    engine.generate(contexts, SamplingParams(max_new_tokens=4))
+    assert engine.reused_tokens == 0
+    assert engine.prefilled_tokens - encoded == sum(len(c) for c in contexts)
+
+
 @pytest.mark.parametrize("top_p", [1.0, 0.8])
 def test_seeded_sampling_is_reproducible(sharp_engine: HFEngine, top_p: float) -> None:
     engine = sharp_engine

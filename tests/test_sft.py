@@ -252,6 +252,12 @@ def test_tiny_model_learns_and_its_directory_loads_everywhere(
     assert result.eval_loss_start is not None and result.eval_loss is not None
     assert result.eval_loss < 0.3 * result.eval_loss_start  # held-out loss well below the start
     assert result.tokens_per_second and result.tokens_per_second > 0
+    # 24 steps of 6 records: 144 records run forward and backward, their padding not counted.
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    lengths = [len(tokenize_record(tokenizer, record)["input_ids"]) for record in constant_records(60)]
+    assert 144 * min(lengths) <= result.trained_tokens <= 144 * max(lengths)
 
     import yaml
 
@@ -348,6 +354,9 @@ def test_resume_after_an_interruption_matches_an_uninterrupted_run(
         finally:
             logging.getLogger("transformers").removeHandler(notices)
         assert resumed.steps == 10 and counter.steps == 10 - checkpoint  # no finished step redone
+        # Tokens trained are counted over the whole run, the steps before the interruption included.
+        whole = json.loads((uninterrupted / "metrics.json").read_text())
+        assert resumed.trained_tokens == whole["trained_tokens"] > 0
         # The tied output layer is restored with the embedding: no "missing keys" notice on resume.
         assert not [message for message in notices.messages if "missing keys" in message]
         with pytest.raises(MathforgeError, match=r"different config \(lr: 0.01 -> 0.001"):

@@ -153,7 +153,8 @@ class SFTResult:
     examples: int
     eval_examples: int
     truncated: int
-    trained_tokens: int
+    labelled_tokens: int  # tokens with a label in the training records (one pass over them)
+    trained_tokens: int  # tokens run forward and backward, padding excluded, over the whole run
     tokens_per_second: float | None
     train_loss: float | None
     eval_loss_start: float | None
@@ -199,7 +200,7 @@ class Encoded:
 
     rows: list[dict[str, list[int]]]
     truncated: int = 0
-    trained_tokens: int = 0
+    labelled_tokens: int = 0
 
 
 def _recorded_without_grouping(path: Path) -> bool:
@@ -227,7 +228,7 @@ def encode_records(tokenizer: Any, records: list[SFTRecord], max_length: int, pa
                 record.line,
                 "prompt",
             )
-        encoded.trained_tokens += trained
+        encoded.labelled_tokens += trained
         encoded.rows.append(row)
     return encoded
 
@@ -313,6 +314,8 @@ def run(config: SFTConfig, *, overwrite: bool = False, callbacks: list[Any] | No
         # Few distinct batch shapes: on a CPU, glibc's heap fragments under activations of many
         # sizes and the steps of a long run grew 2x in 40 (flat at 64; bench/RESULTS.md).
         pad_to_multiple_of=config.pad_to_multiple_of or None,
+        # Counted in the Trainer's state, so a resumed run still reports the whole run's tokens.
+        include_num_input_tokens_seen="non_padding",
         logging_steps=config.logging_steps,
         save_strategy="steps",
         save_steps=config.save_steps,
@@ -367,7 +370,8 @@ def run(config: SFTConfig, *, overwrite: bool = False, callbacks: list[Any] | No
         examples=len(train_set.rows),
         eval_examples=len(eval_set.rows) if eval_set is not None else 0,
         truncated=train_set.truncated,
-        trained_tokens=train_set.trained_tokens,
+        labelled_tokens=train_set.labelled_tokens,
+        trained_tokens=int(trainer.state.num_input_tokens_seen),
         tokens_per_second=session_tokens / timer.seconds if session_tokens and timer.seconds > 0 else None,
         train_loss=float(train_logs[-1]["loss"]) if train_logs else None,
         eval_loss_start=float(eval_logs[0]["eval_loss"]) if eval_logs and eval_logs[0]["step"] == 0 else None,

@@ -51,7 +51,8 @@ class HFEngine:
 
     Rows that end on a stop string keep their KV cache until the next call, where a prompt that
     continues one (a TIR round after the code ran) encodes only its new tokens
-    (:mod:`mathforge.engines.hf.retained`); ``prefilled_tokens`` and ``reused_tokens`` count,
+    (:mod:`mathforge.engines.hf.retained`; ``keep_stopped_rows=False`` encodes every prompt in
+    full and holds no cache between calls); ``prefilled_tokens`` and ``reused_tokens`` count,
     over the engine's life, the prompt tokens encoded and those taken from retained rows.
     """
 
@@ -65,6 +66,7 @@ class HFEngine:
         max_batch_size: int | None = None,
         prefill_tokens: int | None = None,
         progress: bool = False,
+        keep_stopped_rows: bool = True,
     ) -> None:
         text_config = model.config.get_text_config()
         layer_types = getattr(text_config, "layer_types", None) or []
@@ -82,6 +84,7 @@ class HFEngine:
         self.max_batch_size = max_batch_size or (256 if on_gpu else 128)
         self.prefill_tokens = prefill_tokens or (32768 if on_gpu else 4096)
         self.progress = progress
+        self.keep_stopped_rows = keep_stopped_rows
         self._num_layers = text_config.num_hidden_layers
         self._max_positions = getattr(text_config, "max_position_embeddings", None)
         # transformers 5 names the cache argument ``cache``; 4.x called it ``past_key_values``.
@@ -143,7 +146,7 @@ class HFEngine:
             raise MathforgeError("generate(): a prompt has no tokens")
         limits = [self._row_limit(i, ids, params) for i, ids in enumerate(encoded)]
         base_seed = params.seed if params.seed is not None else random.SystemRandom().randrange(2**62)
-        stamp = weights_stamp(self.model)
+        stamp = weights_stamp(self.model) if self.keep_stopped_rows else None
         previous, self._retained = self._retained, RetainedRows(stamp)
         reused = previous.match(encoded, stamp)
         del previous  # this call's matches hold what they need; the rest is freed now
