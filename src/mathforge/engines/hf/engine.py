@@ -285,14 +285,8 @@ class HFEngine:
             prefix = self._encode_prefix(prompts[0][:shared], after=prefix)
         cache = prefix.repeated(len(group)) if prefix is not None else BatchCache.empty(self._num_layers)
         prefix_mask = torch.ones((len(group), shared), dtype=torch.long, device=self.device)
-        width = max(len(p) for p in prompts) - shared
-        ids = torch.full((len(group), width), self._pad_id, dtype=torch.long)
-        mask = torch.zeros((len(group), width), dtype=torch.long)
-        for row, prompt in enumerate(prompts):
-            rest = prompt[shared:]
-            ids[row, width - len(rest) :] = torch.tensor(rest)
-            mask[row, width - len(rest) :] = 1
-        ids, mask = ids.to(self.device), torch.cat([prefix_mask, mask.to(self.device)], dim=1)
+        ids, mask = self._left_padded([prompt[shared:] for prompt in prompts])
+        mask = torch.cat([prefix_mask, mask], dim=1)
         self.prefilled_tokens += sum(len(p) - shared for p in prompts)
         return self._start_rows(group, encoded, ids, mask, cache, limits, params, base_seed)
 
@@ -312,17 +306,24 @@ class HFEngine:
         held = max(hit.length for hit in hits)
         cache = BatchCache.stacked([hit.columns for hit in hits], held)
         rests = [encoded[i][hit.length :] for i, hit in zip(group, hits, strict=True)]
-        width = max(len(rest) for rest in rests)
-        ids = torch.full((len(group), width), self._pad_id, dtype=torch.long)
-        mask = torch.zeros((len(group), held + width), dtype=torch.long)
-        for row, (hit, rest) in enumerate(zip(hits, rests, strict=True)):
-            ids[row, width - len(rest) :] = torch.tensor(rest)
-            mask[row, held - hit.length : held] = 1
-            mask[row, held + width - len(rest) :] = 1
+        ids, rest_mask = self._left_padded(rests)
+        held_mask = torch.zeros((len(group), held), dtype=torch.long, device=self.device)
+        for row, hit in enumerate(hits):
+            held_mask[row, held - hit.length :] = 1
+        mask = torch.cat([held_mask, rest_mask], dim=1)
         self.prefilled_tokens += sum(len(rest) for rest in rests)
         self.reused_tokens += sum(hit.length for hit in hits)
-        ids, mask = ids.to(self.device), mask.to(self.device)
         return self._start_rows(group, encoded, ids, mask, cache, limits, params, base_seed)
+
+    def _left_padded(self, rests: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids left-padded to the longest of ``rests``, and their mask (1 on real tokens)."""
+        width = max(len(rest) for rest in rests)
+        ids = torch.full((len(rests), width), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rests), width), dtype=torch.long)
+        for row, rest in enumerate(rests):
+            ids[row, width - len(rest) :] = torch.tensor(rest)
+            mask[row, width - len(rest) :] = 1
+        return ids.to(self.device), mask.to(self.device)
 
     def _start_rows(
         self,
